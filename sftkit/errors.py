@@ -1,0 +1,34 @@
+"""User-facing errors: one line naming where the problem is and how to fix it; the CLI exits with code 2."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A mistake the user can fix (bad config, bad data row, missing file).
+
+    Args:
+        message: what is wrong and how to fix it.
+        source: file (or dataset id) the problem is in, if any.
+        line: 1-based line (JSONL/CSV row) or item index, if any.
+    """
+
+    def __init__(self, message: str, source: str | None = None, line: int | None = None):
+        self.message = message
+        self.source = source
+        self.line = line
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        where = ""
+        if self.source is not None:
+            where = f"{self.source}:{self.line}: " if self.line is not None else f"{self.source}: "
+        return where + self.message
+
+
+class ConfigError(UserError):
+    """One or more configuration problems, all reported together."""
+
+    def __init__(self, problems: list[str], source: str | None = None):
+        self.problems = problems
+        head = f"{len(problems)} problem(s) in the config" + (f" {source}" if source else "")
+        super().__init__(head + ":\n  - " + "\n  - ".join(problems))

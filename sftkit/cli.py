@@ -109,6 +109,72 @@ def data_inspect(
         out.print(text)
 
 
+@app.command("train")
+def train_cmd(
+    config: Annotated[Path, typer.Argument(help="YAML config (see `sftkit config example`)")],
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set train.learning_rate=1e-4")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the latest complete checkpoint")] = False,
+    skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="same as --set data.on_bad_row=skip")] = False,
+):
+    """Fine-tune a model (LoRA or full) on instruction data; works under torchrun for several processes."""
+    from sftkit.config import load_config
+
+    sets = list(overrides or []) + (["data.on_bad_row=skip"] if skip_bad_rows else [])
+    cfg = load_config(str(config), sets)  # every config problem is reported here, before any model loads
+    from sftkit.recipes.sft import train
+
+    train(cfg, resume=resume)
+
+
+def _chat_messages(system: Optional[str], prompt: str) -> list[dict]:
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+
+
+@app.command("generate")
+def generate_cmd(
+    model: Annotated[str, typer.Argument(help="run directory, model directory, hub id or `default`")],
+    prompt: Annotated[list[str], typer.Option("--prompt", help="user message (repeatable)")],
+    system: Annotated[Optional[str], typer.Option(help="system message")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="generation limit")] = 256,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
+):
+    """Generate replies with the model's chat template."""
+    from sftkit.generation import generate_replies
+    from sftkit.models import load_for_inference
+
+    lm, tokenizer, _ = load_for_inference(model)
+    replies = generate_replies(lm, tokenizer, [_chat_messages(system, p) for p in prompt], max_new_tokens, temperature)
+    for reply in replies:
+        print(reply)
+
+
+@app.command("chat")
+def chat_cmd(
+    model: Annotated[str, typer.Argument(help="run directory, model directory, hub id or `default`")],
+    system: Annotated[Optional[str], typer.Option(help="system message")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="generation limit per reply")] = 256,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
+):
+    """Interactive chat with a model or run directory (empty line or Ctrl-D to quit)."""
+    from sftkit.generation import generate_replies
+    from sftkit.models import load_for_inference
+
+    lm, tokenizer, name = load_for_inference(model)
+    console.print(f"chatting with {name}; empty line to quit")
+    history = [{"role": "system", "content": system}] if system else []
+    while True:
+        try:
+            text = input("you> ").strip()
+        except EOFError:
+            break
+        if not text:
+            break
+        history.append({"role": "user", "content": text})
+        reply = generate_replies(lm, tokenizer, [history], max_new_tokens, temperature)[0]
+        history.append({"role": "assistant", "content": reply})
+        print(f"model> {reply}")
+
+
 def main() -> None:
     """Entry point: user mistakes print one line and exit 2, never a traceback."""
     try:

@@ -1,0 +1,114 @@
+"""Training checkpoints that are complete or ignored, never half-read.
+
+A checkpoint is written into `step-NNNNNNN.tmp/`, a `COMPLETE` marker is written last, and the directory is
+renamed into place; resume only considers directories with the marker and deletes stale `.tmp` leftovers.
+Weights are safetensors; optimizer/scheduler/RNG state is loaded with `torch.load(weights_only=True)` so a
+crafted pickle cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+MARKER = "COMPLETE"
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Trainable parameters by name (the LoRA adapter, or every weight for full fine-tuning)."""
+    return {n: p.detach().to("cpu").contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    missing = [n for n, p in params.items() if p.requires_grad and n not in state]
+    if missing:
+        raise RuntimeError(f"checkpoint lacks {len(missing)} trainable tensors, e.g. {missing[:3]}")
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value.to(params[name].device, params[name].dtype))
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_tuple(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(x):
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, trainer_state: dict, keep_last: int) -> Path:
+    """Write a complete checkpoint for `step` and delete all but the newest `keep_last`."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:07d}"
+    tmp = root / f"step-{step:07d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file(trainable_state(model), tmp / "trainable.safetensors")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    torch.save(rng_state(), tmp / "rng.pt")
+    (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2))
+    (tmp / MARKER).write_text("ok\n")
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    for old in complete_checkpoints(root)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def complete_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoints, oldest first; stale `.tmp` and unmarked directories are removed."""
+    if not root.exists():
+        return []
+    found = []
+    for path in sorted(root.glob("step-*")):
+        if path.name.endswith(".tmp") or not (path / MARKER).exists():
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        found.append(path)
+    return found
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
+    """Restore weights, optimizer, scheduler and RNG; return the trainer state."""
+    load_trainable_state(model, load_file(path / "trainable.safetensors"))
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    set_rng_state(torch.load(path / "rng.pt", weights_only=True))
+    return json.loads((path / "trainer_state.json").read_text())
+
+
+def save_best(root: Path, model) -> None:
+    """Atomically replace `best/` with the current trainable weights."""
+    tmp = root / "best.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(trainable_state(model), tmp / "trainable.safetensors")
+    (tmp / MARKER).write_text("ok\n")
+    shutil.rmtree(root / "best", ignore_errors=True)
+    tmp.rename(root / "best")
+
+
+def load_best(root: Path, model) -> bool:
+    path = root / "best"
+    if not (path / MARKER).exists():
+        return False
+    load_trainable_state(model, load_file(path / "trainable.safetensors"))
+    return True

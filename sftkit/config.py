@@ -126,7 +126,7 @@ class SFTConfig(_Section):
         if self.data.val_fraction + self.data.test_fraction >= 0.9:
             problems.append("data.val_fraction + data.test_fraction must leave training data (< 0.9)")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))
         return self
 
 
@@ -149,7 +149,7 @@ def _format_errors(exc: ValidationError, model_cls) -> list[str]:
             hint = difflib.get_close_matches(loc, known, n=1, cutoff=0.6)
             problems.append(f"unknown key {loc!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
         elif err["type"] == "value_error":
-            problems.extend(str(err["msg"]).removeprefix("Value error, ").split("; "))
+            problems.extend(str(err["msg"]).removeprefix("Value error, ").split("\n"))
         else:
             problems.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
     return problems

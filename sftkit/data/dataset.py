@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sftkit.data.formats import RowError, detect_format, to_messages
+from sftkit.data.formats import FORMATS, RowError, detect_format, to_messages
 from sftkit.data.readers import BadRow, iter_rows
 from sftkit.data.templates import IGNORE_INDEX, TemplateError, ensure_chat_template, tokenize_conversation
 from sftkit.errors import UserError
@@ -52,6 +52,7 @@ class DataReport:
     formats: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)
     rejects: list[dict] = field(default_factory=list)
+    over_max_length: int = 0  # examples longer than max_length before the policy (truncated + dropped)
     truncated: int = 0
 
     def reject(self, reason: str, message: str, source: str, line: int, row) -> None:
@@ -65,7 +66,8 @@ class DataReport:
     def write_rejects(self, path: str | Path) -> None:
         with open(path, "w", encoding="utf-8") as handle:
             for item in self.rejects:
-                handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+                # default=str: Parquet and hub rows may hold dates or bytes, which JSON cannot encode
+                handle.write(json.dumps(item, ensure_ascii=False, default=str) + "\n")
 
 
 def load_conversations(specs: str | list[str], fmt: str = "auto", on_bad_row: str = "error",
@@ -74,16 +76,20 @@ def load_conversations(specs: str | list[str], fmt: str = "auto", on_bad_row: st
 
     Args:
         specs: file, directory, `bigbench:TASK` or hub dataset id (or a list of them).
-        fmt: `auto` (detected per source from its first parseable row) or a name from `formats.FORMATS`.
+        fmt: `auto` (detected per file from its first recognisable row) or a name from `formats.FORMATS`.
         on_bad_row: `error` raises at the first bad row (naming file and line); `skip` counts and keeps going.
 
     Raises:
         UserError: a bad row with `on_bad_row="error"`, or no usable rows at all.
     """
+    if fmt != "auto" and fmt not in FORMATS:
+        raise UserError(f"unknown data format {fmt!r}: use auto, {', '.join(FORMATS)}")
     report = report or DataReport()
     examples: list[Example] = []
+    # Detected once per file from its first recognisable row, so that a row of that file missing a field is
+    # reported as such rather than as an unknown schema; a directory may mix files of different formats.
+    source_formats: dict[str, str] = {}
     for spec in [specs] if isinstance(specs, str) else list(specs):
-        source_fmt = None if fmt == "auto" else fmt
         for row in iter_rows(spec):
             report.rows_read += 1
             if isinstance(row, BadRow):
@@ -91,16 +97,17 @@ def load_conversations(specs: str | list[str], fmt: str = "auto", on_bad_row: st
                     raise UserError(row.message + " (or run with --skip-bad-rows)", row.source, row.line)
                 report.reject(row.reason, row.message, row.source, row.line, row.raw)
                 continue
-            if source_fmt is None:
-                source_fmt = detect_format(row.data) or "auto"
+            row_fmt = fmt if fmt != "auto" else source_formats.get(row.source) or detect_format(row.data)
+            if fmt == "auto" and row_fmt:
+                source_formats.setdefault(row.source, row_fmt)
             try:
-                messages = to_messages(row, source_fmt)
+                messages = to_messages(row, row_fmt or "auto")
             except RowError as exc:
                 if on_bad_row == "error":
                     raise UserError(f"{exc} (or run with --skip-bad-rows)", row.source, row.line) from None
                 report.reject(exc.reason, str(exc), row.source, row.line, row.data)
                 continue
-            report.formats[source_fmt] += 1
+            report.formats[row_fmt] += 1
             examples.append(Example(messages, row.source, row.line, row.data))
     if not examples:
         raise UserError(f"no usable rows in {specs} ({report.rows_read} read, {report.rows_skipped} skipped: "
@@ -113,10 +120,15 @@ def tokenize_examples(tokenizer, examples: list[Example], max_length: int, overl
                       ) -> tuple[list[TokenizedExample], DataReport]:
     """Tokenise with assistant-only labels and apply the `max_length` policy.
 
-    `truncate` keeps the first `max_length` tokens (and the labels inside them); `drop` removes the example.
-    An example left with no trained token is dropped (reason `no_trained_tokens`): it would add nothing but
-    padding to the loss normaliser.
+    `truncate` keeps the first `max_length` tokens (and the labels inside them); `drop` removes the example
+    (reason `too_long`). An example left with no trained token is dropped (reason `no_trained_tokens`): it
+    would add nothing but padding to the loss normaliser. `report.truncated` counts truncated examples kept;
+    `report.over_max_length` counts every example over the limit.
     """
+    if overlong not in ("truncate", "drop"):
+        raise UserError(f"unknown overlong policy {overlong!r}: use truncate or drop")
+    if train_on not in ("all", "last"):
+        raise UserError(f"unknown train_on {train_on!r}: use all or last")
     report = report or DataReport()
     ensure_chat_template(tokenizer)
     out = []
@@ -126,16 +138,19 @@ def tokenize_examples(tokenizer, examples: list[Example], max_length: int, overl
         except TemplateError as exc:
             raise UserError(str(exc), ex.source, ex.line) from None
         ids, labels = tok.input_ids, tok.labels
-        if len(ids) > max_length:
+        is_overlong = len(ids) > max_length
+        if is_overlong:
+            report.over_max_length += 1
             if overlong == "drop":
                 report.reject("too_long", f"{len(ids)} tokens > max_length {max_length}", ex.source, ex.line, ex.raw)
                 continue
             ids, labels = ids[:max_length], labels[:max_length]
-            report.truncated += 1
         if all(x == IGNORE_INDEX for x in labels):
-            report.reject("no_trained_tokens", "no assistant token left (prompt alone fills max_length)",
+            report.reject("no_trained_tokens", f"no assistant token within the first {max_length} tokens (the "
+                          "prompt fills max_length): raise max_length or shorten the prompt",
                           ex.source, ex.line, ex.raw)
             continue
+        report.truncated += is_overlong
         out.append(TokenizedExample(ids, labels, ex.source, ex.line))
     return out, report
 

@@ -118,11 +118,12 @@ def _prompt_completion(row: Row) -> list[dict]:
 
 
 def bigbench_prompt(data: dict, extra: dict) -> str:
-    """The user turn of a BIG-bench example: task prefix, input, and the answer choices when multiple choice."""
+    """The user turn of a BIG-bench example: task prefix, input, and the answer choices of a multiple-choice
+    example unless the task sets `append_choices_to_input: false`."""
     prefix = extra.get("task_prefix") or ""
     text = prefix + (extra.get("example_input_prefix") or "") + str(data["input"])
     scores = data.get("target_scores")
-    if isinstance(scores, dict) and scores:
+    if isinstance(scores, dict) and scores and extra.get("append_choices_to_input", True):
         choice_prefix = extra.get("choice_prefix") or "\n  choice: "
         text += "".join(choice_prefix + str(c) for c in scores)
     return text
@@ -153,7 +154,8 @@ _CONVERTERS = {"messages": _messages, "sharegpt": _sharegpt, "alpaca": _alpaca,
 
 
 def validate_messages(messages: list[dict]) -> None:
-    """Roles known, contents non-empty strings, system only first, at least one user turn, ends with assistant."""
+    """Roles known, contents strings, non-empty user/assistant turns, system only first, opens with a user turn
+    (after an optional system turn), ends with an assistant turn."""
     if not messages:
         raise RowError("empty_conversation", "conversation has no messages")
     for i, m in enumerate(messages, start=1):
@@ -169,6 +171,11 @@ def validate_messages(messages: list[dict]) -> None:
             raise RowError("empty_user", f"message {i} (user) is empty")
     if not any(m["role"] == "user" for m in messages):
         raise RowError("no_user_turn", "conversation has no user turn")
+    first = 2 if messages[0]["role"] == "system" else 1
+    # Chat templates render an assistant opening differently (or refuse it), so its labels cannot be derived.
+    if messages[first - 1]["role"] != "user":
+        raise RowError("assistant_first", f"message {first} is an assistant turn; the conversation must open with "
+                       "a user turn (after an optional system turn): drop the opening reply or add the user turn")
     if messages[-1]["role"] != "assistant":
         raise RowError("no_final_assistant", "conversation does not end with an assistant turn: add the reply "
                        "or remove the trailing turn")

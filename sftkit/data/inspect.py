@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 
-from sftkit.data.dataset import DataReport, load_conversations, tokenize_examples
+from sftkit.data.dataset import load_conversations, tokenize_examples
 from sftkit.data.templates import IGNORE_INDEX, trained_segments
 
 
@@ -19,11 +19,12 @@ def _stats(values: list[int]) -> dict:
 
 def inspect_data(data: str | list[str], tokenizer, max_length: int, fmt: str = "auto", on_bad_row: str = "error",
                  overlong: str = "truncate", train_on: str = "all", num_examples: int = 3) -> dict:
-    """Statistics and the first `num_examples` examples with their trained spans, as a JSON-ready dict."""
+    """Statistics and the first `num_examples` examples with their trained spans, as a JSON-ready dict.
+
+    Token statistics describe the examples as they would be trained (after the `max_length` policy); the
+    `DataReport` rides along under `_report` (not JSON) for writing rejects.
+    """
     examples, report = load_conversations(data, fmt, on_bad_row)
-    untruncated, _ = tokenize_examples(tokenizer, examples, max_length=10**9, train_on=train_on,
-                                       report=DataReport())
-    over = sum(1 for t in untruncated if t.num_tokens > max_length)
     tokenized, report = tokenize_examples(tokenizer, examples, max_length, overlong, train_on, report)
     shown = []
     for t in tokenized[:num_examples]:
@@ -46,9 +47,9 @@ def inspect_data(data: str | list[str], tokenizer, max_length: int, fmt: str = "
         "examples_kept": len(tokenized),
         "max_length": max_length,
         "overlong_policy": overlong,
-        "num_over_max_length": over,
+        "num_over_max_length": report.over_max_length,
         "num_truncated": report.truncated,
-        "prompt_tokens": _stats([t.num_tokens - t.num_trained_tokens for t in untruncated]),
+        "prompt_tokens": _stats([t.num_tokens - t.num_trained_tokens for t in tokenized]),
         "trained_tokens": _stats([t.num_trained_tokens for t in tokenized]),
         "total_tokens": _stats([t.num_tokens for t in tokenized]),
         "examples": shown,

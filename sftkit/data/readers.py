@@ -8,6 +8,7 @@ caller decides between failing and skipping (`on_bad_row`).
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -93,6 +94,8 @@ def _iter_jsonl(path: Path) -> Iterator[Row | BadRow]:
                 yield BadRow("bad_encoding", f"not valid UTF-8 (byte {exc.start}): re-save the file as UTF-8",
                              source, line_no, raw.decode("utf-8", "replace"))
                 continue
+            if line_no == 1:
+                text = text.removeprefix("\ufeff")  # editors on Windows write a UTF-8 BOM
             if not text.strip():
                 continue
             seen += 1
@@ -149,30 +152,42 @@ def _iter_json(path: Path) -> Iterator[Row | BadRow]:
 
 def _iter_csv(path: Path) -> Iterator[Row | BadRow]:
     text = _read_text(path)
-    reader = csv.DictReader(text.splitlines(keepends=True))
+    # newline="" lets the csv module see quoted newlines; str.splitlines would also split on \u2028 etc.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     if not reader.fieldnames:
         raise UserError("CSV has no header row: the first line must name the columns", str(path), 1)
     count = 0
+    end_of_previous = reader.line_num
     for row in reader:
         count += 1
-        line = reader.line_num
+        line = end_of_previous + 1  # a quoted cell may span lines; name the line the record starts on
+        end_of_previous = reader.line_num
         if None in row:
             yield BadRow("malformed_csv", "more values than header columns: quote fields that contain commas",
                          str(path), line, str(row))
             continue
-        data = {k: _maybe_json(v) for k, v in row.items()}
+        data = {k: _decode_cell(k, v) for k, v in row.items()}
         yield Row(data, str(path), line)
     if count == 0:
         raise UserError("CSV has a header but no rows: add at least one example", str(path))
 
 
-def _maybe_json(value: str | None):
-    """CSV cells holding JSON lists/objects (e.g. a `messages` column) are decoded; others stay strings."""
-    if value and value.lstrip()[:1] in "[{":
+# Columns whose cells may hold JSON (a message list, BIG-bench scores or targets). Other columns stay text, so
+# an answer such as "[2, 3, 5]" is trained as written rather than turned into a list.
+_JSON_COLUMNS = {"messages": (list,), "conversations": (list,), "target_scores": (dict,), "target": (list,),
+                 "prompt": (list,), "completion": (list,)}
+
+
+def _decode_cell(column: str, value: str | None):
+    kinds = _JSON_COLUMNS.get(column)
+    if kinds and value and value.lstrip()[:1] in "[{":
         try:
-            return json.loads(value)
+            decoded = json.loads(value)
         except json.JSONDecodeError:
             return value
+        if column in ("prompt", "completion") and not all(isinstance(m, dict) for m in decoded or [None]):
+            return value
+        return decoded if isinstance(decoded, kinds) else value
     return value
 
 

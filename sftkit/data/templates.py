@@ -11,6 +11,7 @@ full text, so there is no double BOS and no boundary re-tokenisation drift.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -47,7 +48,16 @@ def ensure_chat_template(tokenizer) -> None:
 
 
 def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    """The template's text for `messages`. Raises TemplateError when the template refuses them (many templates
+    `raise_exception` on, e.g., non-alternating roles)."""
+    import jinja2
+
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    except (jinja2.TemplateError, ValueError, TypeError) as exc:
+        name = getattr(tokenizer, "name_or_path", "tokenizer")
+        raise TemplateError(f"the chat template of {name} cannot render this conversation "
+                            f"({len(messages)} message(s)): {str(exc).splitlines()[0]}") from None
 
 
 def _special_strings(tokenizer) -> list[str]:
@@ -67,6 +77,7 @@ def assistant_spans(tokenizer, messages: list[dict], train_on: str = "all") -> t
     name = getattr(tokenizer, "name_or_path", "tokenizer")
     full = render(tokenizer, messages)
     specials = _special_strings(tokenizer)
+    closing = re.compile("|".join(map(re.escape, specials))) if specials else None  # longest first wins
     turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
     if train_on == "last":
         turns = turns[-1:]
@@ -74,30 +85,32 @@ def assistant_spans(tokenizer, messages: list[dict], train_on: str = "all") -> t
     for i in turns:
         prompt = render(tokenizer, messages[:i], add_generation_prompt=True)
         upto = render(tokenizer, messages[: i + 1])
-        if not full.startswith(prompt) or not full.startswith(upto) or not upto.startswith(prompt):
-            raise TemplateError(
-                f"the chat template of {name} is not prefix-stable at turn {i + 1} (rendering a conversation "
-                "prefix does not give a prefix of the full rendering), so trained tokens cannot be derived "
-                "safely; use a tokenizer whose template renders earlier turns identically, or set a fixed "
-                "template with model.chat_template"
-            )
+        if not full.startswith(upto):
+            raise TemplateError(_unstable(name, i, "the conversation up to this turn renders differently from the "
+                                          "start of the full conversation (the template changes earlier turns)",
+                                          upto, full))
+        if not upto.startswith(prompt):
+            raise TemplateError(_unstable(name, i, "the generation prompt (add_generation_prompt) differs from how "
+                                          "the template opens an assistant turn", prompt, upto))
         start, tail = len(prompt), upto[len(prompt):]
         reply = messages[i]["content"].strip()
         at = tail.find(reply)
         if at < 0:
-            raise TemplateError(f"the chat template of {name} changes the text of assistant turn {i + 1}, so "
-                                "its tokens cannot be located; check the template")
-        after = at + len(reply)
-        end = None
-        for pos in range(after, len(tail)):
-            hit = next((s for s in specials if tail.startswith(s, pos)), None)
-            if hit:
-                end = pos + len(hit)
-                break
-        if end is None:  # template closes turns without a special token: train up to trailing whitespace
-            end = len(tail.rstrip())
+            raise TemplateError(f"the chat template of {name} changes the text of assistant message {i + 1}, "
+                                "so its tokens cannot be located; check the template")
+        hit = closing.search(tail, at + len(reply)) if closing else None
+        # Without a special token closing the turn, train up to the turn's trailing whitespace.
+        end = hit.end() if hit else len(tail.rstrip())
         spans.append((start, start + end))
     return full, spans
+
+
+def _unstable(name: str, index: int, what: str, prefix: str, whole: str) -> str:
+    at = next((k for k, (a, b) in enumerate(zip(prefix, whole)) if a != b), min(len(prefix), len(whole)))
+    return (f"the chat template of {name} is not prefix-stable at message {index + 1}: {what}; first difference "
+            f"at character {at}: {prefix[at:at + 30]!r} vs {whole[at:at + 30]!r}. Labels cannot be derived "
+            "safely: set model.chat_template to a template whose rendering of the first turns (with "
+            "add_generation_prompt before an assistant turn) is the start of the full rendering")
 
 
 def tokenize_conversation(tokenizer, messages: list[dict], train_on: str = "all") -> Tokenized:
@@ -107,7 +120,11 @@ def tokenize_conversation(tokenizer, messages: list[dict], train_on: str = "all"
     are never trained, and the end-of-turn token is always inside.
     """
     full, spans = assistant_spans(tokenizer, messages, train_on)
-    encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    try:
+        encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    except NotImplementedError:  # slow (Python) tokenizers have no offsets
+        raise TemplateError(f"{getattr(tokenizer, 'name_or_path', 'the tokenizer')} is not a fast tokenizer, so "
+                            "trained tokens cannot be located; use a model with a tokenizer.json") from None
     ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
     labels = [IGNORE_INDEX] * len(ids)
     span_index = 0

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The quickstart that `make demo` runs: fetch a BIG-bench task, audit it, fine-tune the default model with
+# LoRA, and show validation loss before and after. Re-running reuses the finished run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SFTKIT=.venv/bin/sftkit
+RUN=runs/quickstart
+
+$SFTKIT data fetch bigbench intent_recognition
+$SFTKIT data inspect bigbench:intent_recognition --max-length 256 --examples 1
+
+if [ -f "$RUN/summary.json" ]; then
+  echo "$RUN is already trained (rm -rf $RUN to train again)"
+else
+  rm -rf "$RUN"
+  $SFTKIT train examples/quickstart.yaml
+fi
+
+.venv/bin/python - "$RUN" <<'PY'
+import json, sys
+s = json.load(open(f"{sys.argv[1]}/summary.json"))
+print(f"validation loss: before {s['initial_val_loss']:.4f} -> after {s['best_val_loss']:.4f} "
+      f"(best at step {s['best_step']} of {s['steps']}; {s['train_tokens_per_second']:.0f} trained tokens/s, "
+      f"{s['wall_seconds']:.0f} s)")
+PY

@@ -56,7 +56,8 @@ def data_fetch(source: Annotated[str, typer.Argument(help="`bigbench`")],
 
     for task, files in fetch(tasks).items():
         n = sum(len(json.loads(Path(f).read_text()).get("examples", [])) for f in files)
-        out.print(f"bigbench:{task}  {n} examples  ({len(files)} file(s) under {Path(files[0]).parent})")
+        where = Path(files[0]).parent if len(files) == 1 else Path(files[0]).parent.parent
+        out.print(Text(f"bigbench:{task}  {n} examples  ({len(files)} file(s) under {where})"), soft_wrap=True)
 
 
 @data_app.command("inspect")
@@ -104,9 +105,35 @@ def data_inspect(
         text = Text()
         for piece, trained in ex["tokens"]:
             text.append(piece, style="bold black on green" if trained else "dim")
-        out.rule(f"{ex['source']}:{ex['line']}  {ex['num_trained_tokens']}/{ex['num_tokens']} tokens trained "
-                 "(highlighted)")
+        out.rule(Text(f"{ex['source']}:{ex['line']}  {ex['num_trained_tokens']}/{ex['num_tokens']} tokens trained "
+                      "(highlighted)"))
         out.print(text)
+
+
+@data_app.command("curate")
+def data_curate(
+    inputs: Annotated[list[str], typer.Argument(help="file(s), directory, bigbench:TASK or hub dataset id")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="curated JSONL; OUT.rejects.jsonl goes beside it")],
+    target: Annotated[Optional[int], typer.Option(help="keep at most N rows, ranked by score with diversity")] = None,
+    decontaminate: Annotated[Optional[list[str]], typer.Option(help="evaluation set to decontaminate against (repeat the option for several)")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="report JSON (default OUT.report.json)")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML file whose `curate:` section configures the stages")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="override inside curate:, e.g. --set near.threshold=0.7")] = None,
+    model: Annotated[Optional[str], typer.Option(help="tokenizer for token lengths (and IFD model)")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="target training length in tokens")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="auto, messages, sharegpt, alpaca, prompt_completion, bigbench")] = None,
+    pii: Annotated[Optional[str], typer.Option(help="rows with PII: drop, mask or keep")] = None,
+    score: Annotated[Optional[str], typer.Option(help="ranking score for --target: heuristic or ifd")] = None,
+    semantic: Annotated[Optional[bool], typer.Option("--semantic/--no-semantic", help="semantic dedup (embed extra)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary instead of tables")] = False,
+):
+    """Curate SFT data: dedup, quality filters, decontamination, PII, selection; every dropped row goes to the
+    rejects file with its reasons."""
+    from sftkit.data.curate.command import build_config, run_curate
+
+    cfg = build_config(str(config) if config else None, overrides or [], decontaminate or [], target=target,
+                       model=model, max_length=max_length, fmt=fmt, pii=pii, score=score, semantic=semantic)
+    run_curate(inputs, str(output), cfg, str(report) if report else None, out, as_json)
 
 
 @app.command("train")
@@ -173,6 +200,78 @@ def chat_cmd(
         reply = generate_replies(lm, tokenizer, [history], max_new_tokens, temperature)[0]
         history.append({"role": "assistant", "content": reply})
         print(f"model> {reply}")
+
+
+def _default_eval_dir(model: str) -> Path:
+    from sftkit.models import is_run_dir
+
+    if is_run_dir(model):
+        return Path(model) / "eval"
+    return Path("eval_results") / (Path(model).name if Path(model).exists() else model.replace("/", "--"))
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[str, typer.Option(help="`default`, a model directory, a hub id, or a run directory")] = "default",
+    task: Annotated[Optional[list[str]], typer.Option("--task", help="data file (generation), bigbench:TASK, "
+                    "lm-eval-style multiple-choice JSONL, perplexity:fables or perplexity:FILE (repeatable)")] = None,
+    suite: Annotated[bool, typer.Option("--suite", help="add the default forgetting suite")] = False,
+    output: Annotated[Optional[Path], typer.Option(help="directory for eval.json and predictions.jsonl")] = None,
+    max_examples: Annotated[Optional[int], typer.Option(help="seeded subsample per task (suite default: 100)")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="generation limit")] = 32,
+    metric: Annotated[str, typer.Option(help="headline generation metric: exact_match, normalized_exact_match, "
+                      "contains, token_f1")] = "normalized_exact_match",
+    extract: Annotated[Optional[str], typer.Option(help="answer extraction: first_line or regex:PATTERN")] = None,
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
+    batch_size: Annotated[int, typer.Option(help="prompts per generation batch")] = 16,
+    scoring_batch_size: Annotated[int, typer.Option(help="questions or documents per scoring pass")] = 8,
+    seed: Annotated[int, typer.Option(help="subsampling seed")] = 1234,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="recompute even if cached")] = False,
+    skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="count and skip bad rows")] = False,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="run model code")] = False,
+):
+    """Evaluate a base model or a run on tasks: metrics with n and 95% bootstrap CIs, per-example predictions."""
+    from sftkit.eval.evaluator import EvalSettings, evaluate
+    from sftkit.eval.report import print_eval
+    from sftkit.eval.suite import DEFAULT_MAX_EXAMPLES, load_suite
+    from sftkit.eval.tasks import load_task
+
+    if not task and not suite:
+        raise UserError("nothing to evaluate: pass --task TASK (repeatable) and/or --suite")
+    settings = EvalSettings(max_new_tokens, metric, extract, dtype, batch_size, scoring_batch_size)
+    tasks = [load_task(t, max_examples, seed, "skip" if skip_bad_rows else "error") for t in task or []]
+    if suite:
+        tasks += load_suite(None, max_examples or DEFAULT_MAX_EXAMPLES)
+    output = output or _default_eval_dir(model)
+    report = evaluate(model, tasks, output, settings, not no_cache, trust_remote_code,
+                      {"max_examples": max_examples, "seed": seed})
+    print_eval(report, out)
+    console.print(f"wrote {output / 'eval.json'} and {output / 'predictions.jsonl'}")
+
+
+@app.command("compare")
+def compare_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="output directory of `sftkit train`")],
+    test: Annotated[Optional[Path], typer.Option(help="test data (default: RUN/data/test.jsonl)")] = None,
+    shots: Annotated[Optional[int], typer.Option(help="examples in the prompting baseline (default 5)")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="directory for comparison.json (default RUN/compare)")] = None,
+    suite: Annotated[Optional[list[str]], typer.Option("--suite", help="forgetting suite task (repeatable; "
+                     "`default` = the default suite)")] = None,
+    no_suite: Annotated[bool, typer.Option("--no-suite", help="skip the forgetting suite")] = False,
+    suite_max_examples: Annotated[Optional[int], typer.Option(help="examples per suite task")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="generation limit")] = None,
+    metric: Annotated[Optional[str], typer.Option(help="headline metric (default: the run's eval.metric)")] = None,
+    extract: Annotated[Optional[str], typer.Option(help="answer extraction: first_line or regex:PATTERN")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="recompute base-model results")] = False,
+):
+    """Fine-tune or prompt? Base zero-shot, base k-shot and tuned on held-out test data, and forgetting."""
+    from sftkit.eval.compare import run_compare
+    from sftkit.eval.report import print_comparison
+
+    comparison = run_compare(run_dir, str(test) if test else None, shots, output, [] if no_suite else suite,
+                             suite_max_examples, max_new_tokens, metric, extract, not no_cache, console=console)
+    print_comparison(comparison, out)
+    console.print(f"wrote {Path(comparison['output_dir']) / 'comparison.json'}")
 
 
 def main() -> None:

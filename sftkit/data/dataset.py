@@ -146,6 +146,10 @@ def tokenize_examples(tokenizer, examples: list[Example], max_length: int, overl
                 continue
             ids, labels = ids[:max_length], labels[:max_length]
         if all(x == IGNORE_INDEX for x in labels):
+            if not is_overlong:  # the template produced no assistant span: a template bug, never silently skipped
+                raise UserError(f"the chat template of {getattr(tokenizer, 'name_or_path', 'the tokenizer')} "
+                                "marks no assistant token in this conversation; check the template",
+                                ex.source, ex.line)
             report.reject("no_trained_tokens", f"no assistant token within the first {max_length} tokens (the "
                           "prompt fills max_length): raise max_length or shorten the prompt",
                           ex.source, ex.line, ex.raw)

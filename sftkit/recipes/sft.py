@@ -145,12 +145,21 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
 
     # ---- state, resume -----------------------------------------------------------------------------------
     state = {"step": 0, "trained_tokens": 0, "initial_val_loss": None, "best_val_loss": None, "best_step": 0,
-             "evals_without_improvement": 0, "early_stopped": False, "train_seconds": 0.0}
+             "evals_without_improvement": 0, "early_stopped": False, "train_seconds": 0.0,
+             "config": config.model_dump(mode="json")}
     if resume:
         found = ckpt.complete_checkpoints(ckpt_dir)
         if found:
             state = ckpt.load_checkpoint(found[-1], model, optimizer, scheduler)
             report.note(f"resumed from {found[-1]} (step {state['step']})")
+            # The checkpoint's scheduler state carries the old peak LR; the config in force now wins.
+            scheduler.base_lrs = [t.learning_rate] * len(optimizer.param_groups)
+            for group in optimizer.param_groups:
+                group["initial_lr"] = t.learning_rate
+                group["lr"] = t.learning_rate * lr_factor(state["step"], warmup_steps, total_steps, t.lr_scheduler,
+                                                          t.min_lr_ratio)
+            for change in _config_changes(state.get("config", {}), config.model_dump(mode="json")):
+                report.note(f"config changed since the checkpoint: {change} (the new value is used)")
         else:
             report.note(f"--resume: no complete checkpoint in {ckpt_dir}; starting from step 0")
     if world.is_main and resume:
@@ -241,6 +250,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
                         state["early_stopped"] = True
                         state["stopped_step"] = state["step"]
             loss_module.train()
+        state["config"] = config.model_dump(mode="json")
         if state["step"] % t.log_every == 0 or "val_loss" in row:
             log(row)
         report.step(row)
@@ -334,6 +344,17 @@ class _nullcontext:
 
     def __exit__(self, *exc):
         return False
+
+
+def _config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += _config_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return changes
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

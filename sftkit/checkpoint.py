@@ -54,14 +54,21 @@ def _as_tuple(x):
 
 def save_checkpoint(root: Path, step: int, model, optimizer, scheduler, trainer_state: dict, keep_last: int) -> Path:
     """Write a complete checkpoint for `step` and delete all but the newest `keep_last`."""
+    return write_checkpoint(root, step, trainable_state(model), optimizer.state_dict(), scheduler.state_dict(),
+                            trainer_state, keep_last)
+
+
+def write_checkpoint(root: Path, step: int, model_state: dict, optimizer_state: dict, scheduler_state: dict,
+                     trainer_state: dict, keep_last: int) -> Path:
+    """Like `save_checkpoint`, from already gathered state dicts (FSDP gathers them on rank 0 first)."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:07d}"
     tmp = root / f"step-{step:07d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file(trainable_state(model), tmp / "trainable.safetensors")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    save_file(model_state, tmp / "trainable.safetensors")
+    torch.save(optimizer_state, tmp / "optimizer.pt")
+    torch.save(scheduler_state, tmp / "scheduler.pt")
     torch.save(rng_state(), tmp / "rng.pt")
     (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2))
     (tmp / MARKER).write_text("ok\n")
@@ -88,27 +95,48 @@ def complete_checkpoints(root: Path) -> list[Path]:
 
 def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
     """Restore weights, optimizer, scheduler and RNG; return the trainer state."""
-    load_trainable_state(model, load_file(path / "trainable.safetensors"))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
-    set_rng_state(torch.load(path / "rng.pt", weights_only=True))
-    return json.loads((path / "trainer_state.json").read_text())
+    parts = read_checkpoint(path)
+    load_trainable_state(model, parts["model"])
+    optimizer.load_state_dict(parts["optimizer"])
+    scheduler.load_state_dict(parts["scheduler"])
+    set_rng_state(parts["rng"])
+    return parts["trainer_state"]
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The raw parts of a checkpoint: model, optimizer, scheduler, rng, trainer_state."""
+    return {
+        "model": load_file(path / "trainable.safetensors"),
+        "optimizer": torch.load(path / "optimizer.pt", weights_only=True),
+        "scheduler": torch.load(path / "scheduler.pt", weights_only=True),
+        "rng": torch.load(path / "rng.pt", weights_only=True),
+        "trainer_state": json.loads((path / "trainer_state.json").read_text()),
+    }
 
 
 def save_best(root: Path, model) -> None:
     """Atomically replace `best/` with the current trainable weights."""
+    write_best(root, trainable_state(model))
+
+
+def write_best(root: Path, model_state: dict) -> None:
     tmp = root / "best.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(trainable_state(model), tmp / "trainable.safetensors")
+    save_file(model_state, tmp / "trainable.safetensors")
     (tmp / MARKER).write_text("ok\n")
     shutil.rmtree(root / "best", ignore_errors=True)
     tmp.rename(root / "best")
 
 
 def load_best(root: Path, model) -> bool:
-    path = root / "best"
-    if not (path / MARKER).exists():
+    state = read_best(root)
+    if state is None:
         return False
-    load_trainable_state(model, load_file(path / "trainable.safetensors"))
+    load_trainable_state(model, state)
     return True
+
+
+def read_best(root: Path) -> dict | None:
+    path = root / "best"
+    return load_file(path / "trainable.safetensors") if (path / MARKER).exists() else None

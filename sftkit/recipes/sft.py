@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from sftkit import checkpoint as ckpt
+from sftkit import sharding
 from sftkit.attention import register as register_varlen
 from sftkit.config import SFTConfig, to_yaml
 from sftkit.data.dataset import DataReport, load_conversations, split_indices, tokenize_examples
@@ -93,10 +94,9 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
         lc = config.lora
         model = apply_lora(model, lc.r, lc.alpha, lc.dropout, lc.target_modules, lc.use_dora, lc.use_rslora)
     model.to(world.device)
-    loss_module = CausalLMLoss(model)
-    if world.distributed:
-        loss_module = torch.nn.parallel.DistributedDataParallel(
-            loss_module, device_ids=[world.device.index] if world.device.type == "cuda" else None)
+    trainable, total = count_parameters(model)  # before sharding: FSDP leaves each process a shard
+    fsdp = t.fsdp and world.distributed
+    loss_module = sharding.wrap(CausalLMLoss(model), model, world, fsdp)
 
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -112,7 +112,6 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
         s, warmup_steps, total_steps, t.lr_scheduler, t.min_lr_ratio))
 
-    trainable, total = count_parameters(model)
     train_tokens_total = sum(x.num_tokens for x in train_tok)
     report.startup({
         "base model": resolve_model_path(config.model.name) if config.model.name == "default" else config.model.name,
@@ -127,7 +126,8 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
                            f"({'packed, no padding' if t.packing else 'padded'})",
         "steps": f"{total_steps} optimizer steps ({epoch_steps} per epoch), warmup {warmup_steps}, "
                  f"lr {t.learning_rate} {t.lr_scheduler}",
-        "precision": str(dtype).replace("torch.", "") + f" on {world.device}",
+        "precision": str(dtype).replace("torch.", "") + f" on {world.device}"
+                     + (f", {'FSDP' if fsdp else 'DDP'} x {world.world_size}" if world.distributed else ""),
     })
 
     # ---- output directory describes itself ----------------------------------------------------------------
@@ -150,7 +150,12 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
     if resume:
         found = ckpt.complete_checkpoints(ckpt_dir)
         if found:
-            state = ckpt.load_checkpoint(found[-1], model, optimizer, scheduler)
+            parts = ckpt.read_checkpoint(found[-1])
+            sharding.load_model_state(loss_module, model, parts["model"], fsdp)
+            sharding.load_optimizer_state(loss_module, optimizer, parts["optimizer"], fsdp)
+            scheduler.load_state_dict(parts["scheduler"])
+            ckpt.set_rng_state(parts["rng"])
+            state = parts["trainer_state"]
             report.note(f"resumed from {found[-1]} (step {state['step']})")
             # The checkpoint's scheduler state carries the old peak LR; the config in force now wins.
             scheduler.base_lrs = [t.learning_rate] * len(optimizer.param_groups)
@@ -181,11 +186,15 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
             return None
         return evaluate_loss(loss_module, val_tok, t.micro_batch_size, t.packing, tokenizer.pad_token_id, world)
 
+    def save_best() -> None:
+        weights = sharding.model_state(loss_module, model, fsdp)  # collective under FSDP
+        if world.is_main:
+            ckpt.write_best(ckpt_dir, weights)
+
     if state["initial_val_loss"] is None and val_tok:
         state["initial_val_loss"] = state["best_val_loss"] = validate()
         log({"step": 0, "val_loss": state["initial_val_loss"]})
-        if world.is_main:
-            ckpt.save_best(ckpt_dir, model)
+        save_best()
         report.note(f"initial validation loss {state['initial_val_loss']:.4f}")
 
     # ---- loop ---------------------------------------------------------------------------------------------
@@ -209,16 +218,14 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
         loss_sum = 0.0
         for i, batch in enumerate(batches):
             batch = _to(batch, world.device)
-            sync = i == len(batches) - 1 or not world.distributed
-            ctx = loss_module.no_sync() if not sync else _nullcontext()
-            with ctx:
+            with sharding.grad_sync(loss_module, i == len(batches) - 1, fsdp):
                 # x world_size: DDP averages gradients over processes, the normaliser is already global.
                 loss = loss_module(batch) / step_trained_tokens * world.world_size
                 loss.backward()
             loss_sum += loss.item() / world.world_size
         train_loss = all_reduce_sum(loss_sum, world)
-        grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
-                                                   t.max_grad_norm or float("inf"))
+        grad_norm = sharding.total_norm(torch.nn.utils.clip_grad_norm_(
+            [p for p in model.parameters() if p.requires_grad], t.max_grad_norm or float("inf")))
         if not math.isfinite(train_loss) or not torch.isfinite(grad_norm):
             last = ckpt.complete_checkpoints(ckpt_dir)
             raise NonFiniteLossError(
@@ -242,8 +249,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
                 improved = row["val_loss"] < state["best_val_loss"] - t.min_delta
                 if improved:
                     state.update(best_val_loss=row["val_loss"], best_step=state["step"], evals_without_improvement=0)
-                    if world.is_main:
-                        ckpt.save_best(ckpt_dir, model)
+                    save_best()
                 else:
                     state["evals_without_improvement"] += 1
                     if t.patience and state["evals_without_improvement"] >= t.patience:
@@ -254,16 +260,26 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
         if state["step"] % t.log_every == 0 or "val_loss" in row:
             log(row)
         report.step(row)
-        if world.is_main and (state["step"] % t.save_every == 0 or state["early_stopped"]):
-            ckpt.save_checkpoint(ckpt_dir, state["step"], model, optimizer, scheduler, state, t.keep_last)
+        if state["step"] % t.save_every == 0 or state["early_stopped"]:
+            weights = sharding.model_state(loss_module, model, fsdp)
+            optim = sharding.optimizer_state(loss_module, optimizer, fsdp)
+            if world.is_main:
+                ckpt.write_checkpoint(ckpt_dir, state["step"], weights, optim, scheduler.state_dict(), state,
+                                      t.keep_last)
         barrier(world)
     report.end_loop()
 
     # ---- outputs ------------------------------------------------------------------------------------------
     summary = {}
+    barrier(world)
+    if val_tok:
+        sharding.load_model_state(loss_module, model, ckpt.read_best(ckpt_dir), fsdp)
+    if fsdp:  # gather the full weights into a plain copy of the model for export
+        weights = sharding.model_state(loss_module, model, fsdp)
+        if world.is_main:
+            model = load_model(config.model.name, dtype, config.model.trust_remote_code)
+            model.load_state_dict(weights, strict=False)
     if world.is_main:
-        if val_tok:
-            ckpt.load_best(ckpt_dir, model)
         model.eval()
         written = export_model(model, tokenizer, out_dir, t.method, config.lora.merge)
         peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if world.device.type == "cuda"
@@ -311,10 +327,14 @@ def evaluate_loss(loss_module, examples, micro_batch_size: int, packing: bool, p
     """Mean loss per trained token over `examples` (split across processes)."""
     loss_module.eval()
     mine = examples[world.rank::world.world_size]
+    # Every process runs the same number of forward passes (FSDP gathers weights collectively in each).
+    num_batches = math.ceil(math.ceil(len(examples) / world.world_size) / micro_batch_size)
+    inner = loss_module.module if hasattr(loss_module, "module") else loss_module
     total, count = 0.0, 0
-    for start in range(0, len(mine), micro_batch_size):
-        batch = _to(collate(mine[start:start + micro_batch_size], packing, pad_id), world.device)
-        inner = loss_module.module if hasattr(loss_module, "module") else loss_module
+    for b in range(num_batches):
+        chunk = mine[b * micro_batch_size:(b + 1) * micro_batch_size]
+        batch = collate(chunk, packing, pad_id) if chunk else _no_target_batch(examples[0], packing, pad_id)
+        batch = _to(batch, world.device)
         total += float(inner(batch))
         count += batch.num_trained_tokens
     return all_reduce_sum(total, world) / max(1.0, all_reduce_sum(count, world))
@@ -336,14 +356,6 @@ def _no_target_batch(example, packing: bool, pad_id: int):
 
     blank = TokenizedExample(example.input_ids, [IGNORE_INDEX] * len(example.labels), example.source, example.line)
     return collate([blank], packing, pad_id)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:

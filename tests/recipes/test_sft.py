@@ -272,3 +272,35 @@ def test_two_process_gloo_equals_one_process(tmp_path, tiny_model_dir):
         torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-5)
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["world_size"] == 2
     assert math.isfinite(json.loads((tmp_path / "two" / "summary.json").read_text())["best_val_loss"])
+
+
+@pytest.mark.slow
+def test_two_process_fsdp_full_equals_one_process(tmp_path, tiny_model_dir):
+    import yaml
+    from transformers import AutoModelForCausalLM
+
+    data = write_data(tmp_path / "data.jsonl", n=22)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    common = {"model": {"name": str(tiny_model_dir)}, "data": {"train_path": str(data), "val_fraction": 0.25}}
+    train_cfg = {"method": "full", "max_steps": 3, "micro_batch_size": 2, "learning_rate": 1e-3, "eval_every": 2,
+                 "save_every": 2}
+    one = dict(common, output_dir=str(tmp_path / "one"), train=dict(train_cfg, grad_accum_steps=4))
+    two = dict(common, output_dir=str(tmp_path / "two"), train=dict(train_cfg, grad_accum_steps=2, fsdp=True))
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump(one))
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(two))
+    assert _run_cli(["train", str(tmp_path / "one.yaml")], env).wait(timeout=300) == 0
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           "29534", "-m", "sftkit.cli", "train", str(tmp_path / "two.yaml")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = lambda name: [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]  # noqa
+    for r1, r2 in zip(rows("one"), rows("two"), strict=True):
+        for key in ("train_loss", "val_loss"):
+            if key in r1:
+                assert r2[key] == pytest.approx(r1[key], rel=1e-4), (key, r1["step"])
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "one" / "merged").state_dict()
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "two" / "merged").state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-5)
+    assert (tmp_path / "two" / "checkpoints" / "step-0000002" / "COMPLETE").exists()

@@ -124,7 +124,12 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
 
 def apply_lora(model, r: int, alpha: int, dropout: float, target_modules, use_dora: bool, use_rslora: bool):
     """Wrap `model` with a PEFT LoRA adapter; the base weights are frozen by peft."""
+    import warnings
+
     from peft import LoraConfig, get_peft_model
+
+    # peft still calls a transformers API deprecated in v5; the warning says nothing the user can act on.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
     config = LoraConfig(
         r=r,

@@ -78,6 +78,10 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
     val_tok, _ = tokenize_examples(tokenizer, val_ex, d.max_length, d.overlong, d.train_on, data_report)
     if not train_tok:
         raise UserError("no training example has a trained token left; check max_length and the data")
+    length_drops = data_report.skipped["too_long"] + data_report.skipped["no_trained_tokens"]
+    if length_drops > 0.5 * (len(train_ex) + len(val_ex)):
+        raise UserError(f"{length_drops} of {len(train_ex) + len(val_ex)} examples were dropped for length; raise "
+                        f"data.max_length (now {d.max_length}) or use data.overlong: truncate")
 
     # ---- model ------------------------------------------------------------------------------------------
     t = config.train
@@ -89,6 +93,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
         model.config._attn_implementation = register_varlen()
     if t.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()  # frozen embeddings (LoRA) would otherwise cut the graph
         model.config.use_cache = False
     if t.method == "lora":
         lc = config.lora

@@ -304,3 +304,13 @@ def test_two_process_fsdp_full_equals_one_process(tmp_path, tiny_model_dir):
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-5)
     assert (tmp_path / "two" / "checkpoints" / "step-0000002" / "COMPLETE").exists()
+
+
+def test_gradient_checkpointing_gives_same_update(tmp_path, tiny_model_dir):
+    out = {}
+    for flag in (False, True):
+        (tmp_path / str(flag)).mkdir()
+        cfg = make_config(tmp_path / str(flag), tiny_model_dir, gradient_checkpointing=flag, max_steps=2)
+        out[flag] = adapter_weights(Path(train(cfg, quiet=True)["outputs"]["adapter"]).parent)
+    for name, value in out[True].items():
+        torch.testing.assert_close(value, out[False][name], rtol=1e-4, atol=1e-6)

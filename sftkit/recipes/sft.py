@@ -392,13 +392,19 @@ def _tensorboard(path: Path):
 
 
 def _compare_after_training(out_dir: Path, config: SFTConfig, summary: dict, report) -> dict:
-    from sftkit.eval.compare import print_comparison, run_compare
+    from sftkit.eval.compare import run_compare
+    from sftkit.eval.report import print_comparison
 
-    result = run_compare(str(out_dir), shots=config.eval.shots)
+    result = run_compare(str(out_dir), console=report.console if report.enabled else None)
     summary["gain_over_prompting"] = result.get("gain_over_prompting")
     summary["retention"] = result.get("retention")
+    if config.eval.safety:
+        from sftkit.safety.evaluate import run_safety
+
+        summary["safety"] = run_safety(str(out_dir), against=config.model.name)
     write_json(out_dir / "summary.json", summary)
-    print_comparison(result)
+    if report.enabled:
+        print_comparison(result, report.console)
     return summary
 
 

@@ -153,8 +153,32 @@ def train_cmd(
     train(cfg, resume=resume)
 
 
+@app.command("dpo")
+def dpo_cmd(
+    config: Annotated[Path, typer.Argument(help="YAML config (see `sftkit config example dpo`)")],
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set dpo.beta=0.2")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the latest complete checkpoint")] = False,
+    skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="same as --set data.on_bad_row=skip")] = False,
+):
+    """Align a model (or an SFT run) to preference pairs with DPO or IPO; works under torchrun."""
+    from sftkit.config import load_config
+    from sftkit.recipes.dpo_config import DPOConfig
+
+    sets = list(overrides or []) + (["data.on_bad_row=skip"] if skip_bad_rows else [])
+    cfg = load_config(str(config), sets, model_cls=DPOConfig)  # every problem reported before any model loads
+    from sftkit.recipes.dpo import train_dpo
+
+    train_dpo(cfg, resume=resume)
+
+
 def _chat_messages(system: Optional[str], prompt: str) -> list[dict]:
     return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+
+
+_GUARD_BLOCKLIST = typer.Option("--guard-blocklist", help="guardrail: file of regular expressions (one per line) that "
+                                "block a request or reply; `default` = the shipped list (repeatable; off by default)")
+_GUARD_CLASSIFIER = typer.Option("--guard-classifier", help="guardrail: package.module:function taking a text and "
+                                 "returning True or a score >= 0.5 to block it (off by default)")
 
 
 @app.command("generate")
@@ -164,13 +188,18 @@ def generate_cmd(
     system: Annotated[Optional[str], typer.Option(help="system message")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="generation limit")] = 256,
     temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
+    guard_blocklist: Annotated[Optional[list[str]], _GUARD_BLOCKLIST] = None,
+    guard_classifier: Annotated[Optional[str], _GUARD_CLASSIFIER] = None,
 ):
     """Generate replies with the model's chat template."""
     from sftkit.generation import generate_replies
     from sftkit.models import load_for_inference
+    from sftkit.safety.guardrails import Guardrail
 
+    guard = Guardrail.from_options(guard_blocklist, guard_classifier)
     lm, tokenizer, _ = load_for_inference(model)
-    replies = generate_replies(lm, tokenizer, [_chat_messages(system, p) for p in prompt], max_new_tokens, temperature)
+    replies = generate_replies(lm, tokenizer, [_chat_messages(system, p) for p in prompt], max_new_tokens, temperature,
+                               guard=guard)
     for reply in replies:
         print(reply)
 
@@ -181,11 +210,15 @@ def chat_cmd(
     system: Annotated[Optional[str], typer.Option(help="system message")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="generation limit per reply")] = 256,
     temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
+    guard_blocklist: Annotated[Optional[list[str]], _GUARD_BLOCKLIST] = None,
+    guard_classifier: Annotated[Optional[str], _GUARD_CLASSIFIER] = None,
 ):
     """Interactive chat with a model or run directory (empty line or Ctrl-D to quit)."""
     from sftkit.generation import generate_replies
     from sftkit.models import load_for_inference
+    from sftkit.safety.guardrails import Guardrail
 
+    guard = Guardrail.from_options(guard_blocklist, guard_classifier)
     lm, tokenizer, name = load_for_inference(model)
     console.print(f"chatting with {name}; empty line to quit")
     history = [{"role": "system", "content": system}] if system else []
@@ -197,7 +230,7 @@ def chat_cmd(
         if not text:
             break
         history.append({"role": "user", "content": text})
-        reply = generate_replies(lm, tokenizer, [history], max_new_tokens, temperature)[0]
+        reply = generate_replies(lm, tokenizer, [history], max_new_tokens, temperature, guard=guard)[0]
         history.append({"role": "assistant", "content": reply})
         print(f"model> {reply}")
 
@@ -217,7 +250,7 @@ def eval_cmd(
                     "lm-eval-style multiple-choice JSONL, perplexity:fables or perplexity:FILE (repeatable)")] = None,
     suite: Annotated[bool, typer.Option("--suite", help="add the default forgetting suite")] = False,
     output: Annotated[Optional[Path], typer.Option(help="directory for eval.json and predictions.jsonl")] = None,
-    max_examples: Annotated[Optional[int], typer.Option(help="seeded subsample per task (suite default: 100)")] = None,
+    max_examples: Annotated[Optional[int], typer.Option(help="seeded subsample per task (suite default: 50)")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="generation limit")] = 32,
     metric: Annotated[str, typer.Option(help="headline generation metric: exact_match, normalized_exact_match, "
                       "contains, token_f1")] = "normalized_exact_match",
@@ -226,6 +259,7 @@ def eval_cmd(
     batch_size: Annotated[int, typer.Option(help="prompts per generation batch")] = 16,
     scoring_batch_size: Annotated[int, typer.Option(help="questions or documents per scoring pass")] = 8,
     seed: Annotated[int, typer.Option(help="subsampling seed")] = 1234,
+    num_threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: all cores)")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="recompute even if cached")] = False,
     skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="count and skip bad rows")] = False,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="run model code")] = False,
@@ -238,7 +272,7 @@ def eval_cmd(
 
     if not task and not suite:
         raise UserError("nothing to evaluate: pass --task TASK (repeatable) and/or --suite")
-    settings = EvalSettings(max_new_tokens, metric, extract, dtype, batch_size, scoring_batch_size)
+    settings = EvalSettings(max_new_tokens, metric, extract, dtype, batch_size, scoring_batch_size, num_threads)
     tasks = [load_task(t, max_examples, seed, "skip" if skip_bad_rows else "error") for t in task or []]
     if suite:
         tasks += load_suite(None, max_examples or DEFAULT_MAX_EXAMPLES)
@@ -262,6 +296,8 @@ def compare_cmd(
     max_new_tokens: Annotated[Optional[int], typer.Option(help="generation limit")] = None,
     metric: Annotated[Optional[str], typer.Option(help="headline metric (default: the run's eval.metric)")] = None,
     extract: Annotated[Optional[str], typer.Option(help="answer extraction: first_line or regex:PATTERN")] = None,
+    num_threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: train.num_threads "
+                           "or all cores)")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="recompute base-model results")] = False,
 ):
     """Fine-tune or prompt? Base zero-shot, base k-shot and tuned on held-out test data, and forgetting."""
@@ -269,9 +305,42 @@ def compare_cmd(
     from sftkit.eval.report import print_comparison
 
     comparison = run_compare(run_dir, str(test) if test else None, shots, output, [] if no_suite else suite,
-                             suite_max_examples, max_new_tokens, metric, extract, not no_cache, console=console)
+                             suite_max_examples, max_new_tokens, metric, extract, not no_cache,
+                             num_threads=num_threads, console=console)
     print_comparison(comparison, out)
     console.print(f"wrote {Path(comparison['output_dir']) / 'comparison.json'}")
+
+
+@app.command("safety")
+def safety_cmd(
+    model: Annotated[str, typer.Argument(help="run directory, model directory, hub id or `default`")],
+    against: Annotated[Optional[str], typer.Option(help="second model for before/after deltas, e.g. `default`")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="directory for safety.json and predictions.jsonl")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="generation limit per reply")] = 48,
+    max_prompts: Annotated[Optional[int], typer.Option(help="prompts per set (stratified subsample; default all 60)")] = None,
+    hhh: Annotated[bool, typer.Option("--hhh/--no-hhh", help="score BIG-bench hhh_alignment")] = True,
+    hhh_max_examples: Annotated[Optional[int], typer.Option(help="seeded subsample of the HHH questions")] = None,
+    judge: Annotated[Optional[str], typer.Option(help="judge model for refusals instead of the rules")] = None,
+    batch_size: Annotated[int, typer.Option(help="prompts per generation batch")] = 16,
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
+    num_threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: all cores)")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="recompute base-model results")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print safety.json instead of tables")] = False,
+):
+    """Safety check: refusal rate on harmful requests, over-refusal on benign look-alikes, HHH accuracy (95% CIs);
+    with --against, both models and the deltas."""
+    from sftkit.safety import SafetySettings, print_safety, run_safety
+
+    settings = SafetySettings(max_new_tokens=max_new_tokens, max_prompts=max_prompts, hhh=hhh,
+                              hhh_max_examples=hhh_max_examples, dtype=dtype, batch_size=batch_size,
+                              num_threads=num_threads)
+    result = run_safety(model, against, output_dir=output, settings=settings, judge=judge, use_cache=not no_cache,
+                        console=console)
+    if as_json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        print_safety(result, out)
+    console.print(f"wrote {Path(result['output_dir']) / 'safety.json'} and predictions.jsonl")
 
 
 def main() -> None:

@@ -98,7 +98,7 @@ class EvalSection(_Section):
     metric: Literal["exact_match", "normalized_exact_match", "contains", "token_f1"] = Field(
         "normalized_exact_match", description="Headline metric for the task comparison.")
     suite: list[str] | None = Field(None, description="Forgetting suite (BIG-bench names, files); null = default.")
-    suite_max_examples: int = Field(200, ge=1, description="Examples per suite task (seeded subsample).")
+    suite_max_examples: int = Field(50, ge=1, description="Examples per suite task (seeded subsample).")
     safety: bool = Field(False, description="Add the safety evaluation to the comparison.")
 
 

@@ -59,13 +59,16 @@ def default_model_dir() -> Path:
     return target
 
 
-def resolve_model_path(name: str | None) -> str:
-    """Map a model name to something `from_pretrained` accepts: `default`/None, a local dir, or a hub id."""
+def resolve_model_path(name: str | None, need_config: bool = True) -> str:
+    """Map a model name to something `from_pretrained` accepts: `default`/None, a local dir, or a hub id.
+
+    `need_config=False` accepts a directory holding only a tokenizer (e.g. a run's `adapter/`).
+    """
     if not name or name == DEFAULT_MODEL:
         return str(default_model_dir())
     path = Path(name).expanduser()
     if path.exists():
-        if not (path / "config.json").exists():
+        if need_config and not (path / "config.json").exists():
             raise UserError(f"{path} has no config.json: point model.name at a Hugging Face model directory")
         return str(path)
     if name.startswith((".", "/", "~")):
@@ -77,7 +80,7 @@ def load_tokenizer(name: str | None, trust_remote_code: bool = False):
     """Load the tokenizer; a pad token is set to EOS when missing (labels, not padding, decide what is trained)."""
     from transformers import AutoTokenizer
 
-    path = resolve_model_path(name)
+    path = resolve_model_path(name, need_config=False)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except OSError as exc:

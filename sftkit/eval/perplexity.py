@@ -1,0 +1,45 @@
+"""Perplexity of plain text (no chat template): every token after a BOS (else EOS) prefix token is predicted.
+
+Each document is scored separately; a document longer than the model's context keeps its first tokens
+(and says so in its prediction row). The corpus perplexity is exp(total NLL / total predicted tokens).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sftkit.eval.choice import prefix_token_id, token_logprobs
+from sftkit.eval.tasks import TextItem
+
+
+@torch.no_grad()
+def score_texts(model, tokenizer, items: list[TextItem], batch_size: int = 8) -> tuple[dict, list[dict]]:
+    """Per-document `nll` (summed, nats) and `num_tokens`, and the prediction rows."""
+    device = next(model.parameters()).device
+    limit = getattr(model.config, "max_position_embeddings", None) or 2048
+    prefix = prefix_token_id(tokenizer)
+    encoded, truncated = [], []
+    for item in items:
+        ids = [prefix] + tokenizer.encode(item.text, add_special_tokens=False)
+        truncated.append(len(ids) > limit)
+        encoded.append(ids[:limit])
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix
+    nll = [0.0] * len(items)
+    order = sorted(range(len(items)), key=lambda i: -len(encoded[i]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        width = max(len(encoded[i]) for i in chunk)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, i in enumerate(chunk):
+            ids[row, :len(encoded[i])] = torch.tensor(encoded[i])
+            mask[row, :len(encoded[i])] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        per_token = token_logprobs(logits[:, :-1], ids[:, 1:]) * mask[:, 1:]
+        for row, i in enumerate(chunk):
+            nll[i] = -float(per_token[row].sum())
+    num_tokens = [len(ids) - 1 for ids in encoded]
+    rows = [{"source": item.source, "line": item.line, "prompt": item.text, "nll": n, "num_tokens": t,
+             **({"truncated": True} if cut else {})}
+            for item, n, t, cut in zip(items, nll, num_tokens, truncated)]
+    return {"nll": nll, "num_tokens": [float(t) for t in num_tokens]}, rows

@@ -1,0 +1,27 @@
+"""The acceptance command on the real default model (a subsample, to stay fast)."""
+
+import json
+import sys
+
+import pytest
+
+from sftkit import cli
+
+
+@pytest.mark.integration
+def test_eval_default_model_on_bigbench_general_knowledge(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["sftkit", "eval", "--model", "default", "--task", "bigbench:general_knowledge",
+                                      "--max-examples", "12", "--no-cache", "--output", str(out)])
+    cli.main()
+    stdout = capsys.readouterr().out
+    report = json.loads((out / "eval.json").read_text())
+    task = report["tasks"]["bigbench:general_knowledge"]
+    for metric in ("acc", "acc_norm"):
+        s = task[metric]
+        assert s["n"] == 12 and s["ci_low"] <= s["value"] <= s["ci_high"]
+        assert metric in stdout and f"[{s['ci_low']:.3f}, {s['ci_high']:.3f}]" in stdout
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 12
+    assert all(r["prompt"].startswith("\nQ: ") and r["prompt"].endswith("\nA: ") for r in rows)
+    assert all(len(r["choice_logprobs"]) == len(r["choices"]) and max(r["choice_logprobs"]) < 0 for r in rows)

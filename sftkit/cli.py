@@ -115,7 +115,7 @@ def data_curate(
     inputs: Annotated[list[str], typer.Argument(help="file(s), directory, bigbench:TASK or hub dataset id")],
     output: Annotated[Path, typer.Option("-o", "--output", help="curated JSONL; OUT.rejects.jsonl goes beside it")],
     target: Annotated[Optional[int], typer.Option(help="keep at most N rows, ranked by score with diversity")] = None,
-    decontaminate: Annotated[Optional[list[str]], typer.Option(help="evaluation set to decontaminate against (repeat the option for several)")] = None,
+    decontaminate: Annotated[Optional[list[str]], typer.Option(help="evaluation set to decontaminate against (repeat, or a comma-separated list)")] = None,
     report: Annotated[Optional[Path], typer.Option(help="report JSON (default OUT.report.json)")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML file whose `curate:` section configures the stages")] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="override inside curate:, e.g. --set near.threshold=0.7")] = None,
@@ -169,6 +169,27 @@ def dpo_cmd(
     from sftkit.recipes.dpo import train_dpo
 
     train_dpo(cfg, resume=resume)
+
+
+@app.command("estimate")
+def estimate_cmd(
+    config: Annotated[Path, typer.Argument(help="YAML config (the one `sftkit train` takes)")],
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set train.method=full")] = None,
+    price: Annotated[Optional[list[str]], typer.Option("--price", help="DEVICE=USD per hour (H100, A100, L4, cpu), repeatable")] = None,
+    mfu: Annotated[float, typer.Option(help="assumed GPU utilisation: model FLOPs / dense bf16 peak")] = 0.35,
+    no_measure: Annotated[bool, typer.Option("--no-measure", help="skip timing one layer on this CPU")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+):
+    """Before a run: parameters, tokens, FLOPs, memory, and time and cost on H100, A100, L4 and this CPU."""
+    from sftkit.config import load_config
+    from sftkit.estimate import estimate_run, parse_prices, print_estimate
+
+    cfg = load_config(str(config), list(overrides or []))
+    result = estimate_run(cfg, prices=parse_prices(price), gpu_mfu=mfu, measure=not no_measure)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_estimate(result, out)
 
 
 def _chat_messages(system: Optional[str], prompt: str) -> list[dict]:

@@ -22,4 +22,10 @@ s = json.load(open(f"{sys.argv[1]}/summary.json"))
 print(f"validation loss: before {s['initial_val_loss']:.4f} -> after {s['best_val_loss']:.4f} "
       f"(best at step {s['best_step']} of {s['steps']}; {s['train_tokens_per_second']:.0f} trained tokens/s, "
       f"{s['wall_seconds']:.0f} s)")
+gain, retention = s.get("gain_over_prompting"), s.get("retention")
+if gain:
+    print(f"held-out accuracy gain over the best prompting baseline: {gain['abs']:+.3f} "
+          f"(95% CI {gain['ci_low']:+.3f} .. {gain['ci_high']:+.3f})")
+if retention is not None:
+    print(f"general-suite retention (tuned / base, averaged over tasks): {retention:.3f}")
 PY

@@ -23,15 +23,15 @@ def varlen_attention(module, query, key, value, attention_mask, scaling=None, dr
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       **kwargs)
     gqa = query.shape[1] != key.shape[1]
-    outputs, start = [], 0
-    for n in doc_lens:
-        end = start + n
-        outputs.append(F.scaled_dot_product_attention(
-            query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], is_causal=True, scale=scaling,
-            dropout_p=dropout if module.training else 0.0, enable_gqa=gqa))
-        start = end
-    out = torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]
-    return out.transpose(1, 2).contiguous(), None
+    # `split`, not slicing: the backward of a split is one concatenation, while each slice's backward writes
+    # into a zero-filled full-length gradient (a fill and an add per example, per tensor, per layer).
+    outputs = [
+        F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling,
+                                       dropout_p=dropout if module.training else 0.0, enable_gqa=gqa).transpose(1, 2)
+        for q, k, v in zip(query.split(doc_lens, dim=2), key.split(doc_lens, dim=2), value.split(doc_lens, dim=2))
+    ]
+    # Concatenating the [B, n, H, D] views writes the contiguous result directly (no extra transpose copy).
+    return (torch.cat(outputs, dim=1) if len(outputs) > 1 else outputs[0].contiguous()), None
 
 
 def register() -> str:

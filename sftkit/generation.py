@@ -9,8 +9,12 @@ from sftkit.data.templates import ensure_chat_template
 
 @torch.no_grad()
 def generate_replies(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 256,
-                     temperature: float = 0.0, batch_size: int = 8) -> list[str]:
-    """One reply per conversation (each ends with a user turn)."""
+                     temperature: float = 0.0, batch_size: int = 8, guard=None) -> list[str]:
+    """One reply per conversation (each ends with a user turn); `guard` (sftkit.safety.guardrails.Guardrail)
+    filters requests before and replies after generation."""
+    if guard is not None:
+        return guard.apply(lambda allowed: generate_replies(model, tokenizer, allowed, max_new_tokens, temperature,
+                                                            batch_size), conversations)
     ensure_chat_template(tokenizer)
     tokenizer.padding_side = "left"
     replies = []

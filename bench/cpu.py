@@ -1,0 +1,140 @@
+"""sftkit vs TRL SFTTrainer, side by side on this machine: one command, one table.
+
+    .venv/bin/python bench/cpu.py                      # LoRA and full fine-tuning, default model, BIG-bench mix
+    .venv/bin/python bench/cpu.py --rounds 2 --update-docs docs/benchmarks.md
+
+For each method, every contender (sftkit with its defaults, TRL with its defaults, TRL with its best
+options) runs in its own process, one after another, in alternating order across rounds (so a change in
+machine load hits every contender alike); ratios are taken within each round and averaged geometrically.
+Same model, same examples, same hyperparameters (micro-batch, max length, learning rate and schedule,
+LoRA r/alpha/dropout on all linear layers, AdamW, clipping, steps, precision, threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import RunSpec, figures, machine, prepare_mix  # noqa: E402
+from bench.report import aggregate, render, update_docs  # noqa: E402
+
+# TRL variants: its defaults (gradient checkpointing on, padded batches) and its fastest options. Only the
+# precision is not TRL's default: TRL turns bf16 autocast on by default, sftkit trains fp32 on CPU.
+TRL_VARIANTS = {
+    "default": {},
+    "padding-free": {"padding_free": True, "gradient_checkpointing": False, "max_length": None},
+    "packing": {"packing": True, "gradient_checkpointing": False},
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", default="default", help="model directory or `default` (SmolLM2-135M-Instruct)")
+    p.add_argument("--methods", default="lora,full", help="comma-separated: lora, full")
+    p.add_argument("--trl-variants", default="default,padding-free",
+                   help="comma-separated of " + ", ".join(TRL_VARIANTS) + " (packing needs ~20 GB here: see docs)")
+    p.add_argument("--data", default=None, help="a chat JSONL instead of the BIG-bench mix")
+    p.add_argument("--examples-per-task", type=int, default=24, help="examples drawn from each source")
+    p.add_argument("--micro-batch-size", type=int, default=8)
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--learning-rate", type=float, default=2e-4)
+    p.add_argument("--steps", type=int, default=3, help="timed optimizer steps per contender per round")
+    p.add_argument("--warmup-steps", type=int, default=1, help="untimed steps before them")
+    p.add_argument("--rounds", type=int, default=1, help="repeat every contender, alternating the order")
+    p.add_argument("--threads", type=int, default=None, help="torch threads for every contender (default: torch's)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--out", default="bench/results/cpu", help="directory for data, logs and results.json")
+    p.add_argument("--update-docs", default=None, help="write the table into this markdown file's section")
+    p.add_argument("--timeout", type=int, default=3600, help="seconds allowed per contender run")
+    return p.parse_args(argv)
+
+
+def run_worker(spec: RunSpec, threads: int | None, timeout: int) -> dict:
+    """Run one contender in a fresh process; a crash or kill becomes an `error` entry, not an exception."""
+    work = Path(spec.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    spec_path, result_path = spec.write(work / "spec.json"), work / "result.json"
+    result_path.unlink(missing_ok=True)
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    with open(work / "log.txt", "w") as log:
+        try:
+            proc = subprocess.run([sys.executable, str(Path(__file__).with_name("worker.py")), str(spec_path),
+                                   str(result_path)], stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout)
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            code = "timeout"
+    if code == 0 and result_path.exists():
+        return json.loads(result_path.read_text())
+    why = {-9: "killed (SIGKILL: out of memory?)", "timeout": f"over {timeout} s"}.get(code, f"exit code {code}")
+    tail = (work / "log.txt").read_text(errors="replace").strip().splitlines()[-1:] or [""]
+    return {"name": spec.name, "method": spec.method, "error": f"{why}: {tail[0][:200]}", "log": str(work / "log.txt")}
+
+
+def contenders(args, method: str, base: dict) -> list[RunSpec]:
+    specs = [RunSpec(name="sftkit", tool="sftkit", method=method, work_dir="", **base)]
+    for variant in [v for v in args.trl_variants.split(",") if v]:
+        if variant not in TRL_VARIANTS:
+            raise SystemExit(f"unknown TRL variant {variant!r}: use {', '.join(TRL_VARIANTS)}")
+        specs.append(RunSpec(name=f"trl-{variant}", tool="trl", method=method, work_dir="",
+                             trl_options=TRL_VARIANTS[variant], **base))
+    return specs
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    from sftkit.models import load_tokenizer, resolve_model_path
+
+    out = Path(args.out)
+    model = resolve_model_path(args.model)
+    started = time.time()
+    mix = prepare_mix(out / "data", load_tokenizer(model), args.max_length, args.examples_per_task, seed=42,
+                      data_file=args.data)
+    base = {"model": model, "data_path": str(out / "data" / "data.jsonl"),
+            "tokens_path": str(out / "data" / "tokens.jsonl"), "micro_batch_size": args.micro_batch_size,
+            "max_length": args.max_length, "learning_rate": args.learning_rate, "num_warmup_steps": args.warmup_steps,
+            "num_timed_steps": args.steps, "precision": args.precision}
+    parity = run_worker(RunSpec(name="parity", tool="parity", method="full", work_dir=str(out / "parity"), **base),
+                        args.threads, args.timeout)
+    print(f"parity: {json.dumps(parity.get('relative_gaps', parity.get('error')))}", file=sys.stderr)
+    runs = []
+    methods = [m for m in args.methods.split(",") if m]
+    flip = False
+    for round_index in range(args.rounds):
+        for method in methods:
+            specs = contenders(args, method, base)
+            for spec in reversed(specs) if flip else specs:
+                spec.work_dir = str(out / "runs" / f"{method}-{spec.name}-r{round_index}")
+                result = run_worker(spec, args.threads, args.timeout)
+                result["round"] = round_index
+                if "error" not in result:
+                    result["figures"] = figures(result)
+                    f = result["figures"]
+                    print(f"round {round_index} {method:4s} {spec.name:17s} {f['tokens_per_second']:8.1f} tok/s  "
+                          f"peak {f['peak_rss_mb']:7.0f} MiB  padding {f['padding_fraction']:.1%}", file=sys.stderr)
+                else:
+                    print(f"round {round_index} {method:4s} {spec.name:17s} FAILED: {result['error']}", file=sys.stderr)
+                runs.append(result)
+            flip = not flip
+    report = {"command": "python bench/cpu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "machine": machine(), "threads": args.threads, "data": mix, "settings": {**base, "rounds": args.rounds},
+              "parity": parity, "runs": runs, "wall_seconds": round(time.time() - started, 1)}
+    report["summary"] = aggregate(report)
+    (out / "results.json").write_text(json.dumps(report, indent=2))
+    text = render(report)
+    print(text)
+    if args.update_docs:
+        update_docs(Path(args.update_docs), text)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""The DPO recipe on tiny random models: ln 2 at the first step, frozen references, learning, equivalences,
+exact resume, starting from an SFT run, loadable outputs, config and CLI errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import sftkit.recipes.dpo as dpo_recipe
+from sftkit.config import load_config
+from sftkit.errors import ConfigError
+from sftkit.recipes.dpo import DPOConfig, train_dpo
+
+LN2 = math.log(2)
+
+
+def write_pairs(path: Path, n: int = 24, seed: int = 0) -> Path:
+    """Sums answered (chosen) or brushed off (rejected), with uneven lengths."""
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for _ in range(n):
+            a, b = rng.randint(1, 99), rng.randint(1, 99)
+            f.write(json.dumps({"prompt": f"Add {a} and {b}." + " Please." * rng.randint(0, 2),
+                                "chosen": f"{a} plus {b} is {a + b}.",
+                                "rejected": "No." + " Really no." * rng.randint(0, 3)}) + "\n")
+    return path
+
+
+def make_config(tmp_path: Path, model, out: str = "run", lora: dict | None = None, dpo: dict | None = None,
+                data: dict | None = None, **train) -> DPOConfig:
+    pairs = tmp_path / "pairs.jsonl"
+    if not pairs.exists():
+        write_pairs(pairs)
+    return DPOConfig.model_validate({
+        "model": {"name": str(model)},
+        "data": {"train_path": str(pairs), "val_fraction": 0.25, **(data or {})},
+        "train": {"max_steps": 2, "micro_batch_size": 4, "learning_rate": 1e-2, "warmup_ratio": 0.0,
+                  "eval_every": 100, "save_every": 100, **train},
+        "lora": {"dropout": 0.0, **(lora or {})}, "dpo": dpo or {}, "output_dir": str(tmp_path / out)})
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_first_step_loss_is_ln2_and_base_weights_never_change(tmp_path, tiny_model_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    summary = train_dpo(make_config(tmp_path, tiny_model_dir, max_steps=3), quiet=True)
+    rows = metrics(tmp_path / "run")
+    assert set(rows[0]) == {"step", "val_loss", "val_reward_accuracy", "val_reward_margin", "val_chosen_logp",
+                            "val_rejected_logp"}
+    assert {"train_loss", "reward_accuracy", "reward_margin", "chosen_logp", "rejected_logp"} <= set(rows[1])
+    assert rows[0]["val_loss"] == pytest.approx(LN2, abs=1e-6)
+    assert rows[0]["val_reward_accuracy"] == 0.0 and rows[0]["val_reward_margin"] == 0.0
+    assert rows[1]["train_loss"] == pytest.approx(LN2, abs=1e-6)
+    assert rows[2]["train_loss"] < LN2  # the policy moved away from its reference
+    assert summary["reference"] == "adapter_disabled"
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / "run/adapter")
+    changed = 0
+    for name, p in tuned.named_parameters():
+        if "lora_B" in name:
+            changed += int(p.abs().sum() > 0)
+        elif "lora_" not in name:
+            key = name.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.equal(p, base[key]), f"frozen {name} changed"
+    assert changed == sum("lora_B" in n for n, _ in tuned.named_parameters()) > 0
+
+
+def test_full_finetune_reference_copy_never_changes(tmp_path, tiny_model_dir, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    made = []
+
+    class Recording(dpo_recipe.SequenceLogProbs):
+        def __init__(self, model):
+            super().__init__(model)
+            made.append(self)
+
+    monkeypatch.setattr(dpo_recipe, "SequenceLogProbs", Recording)
+    summary = train_dpo(make_config(tmp_path, tiny_model_dir, method="full", learning_rate=1e-3), quiet=True)
+    assert summary["reference"] == "frozen_copy" and len(made) == 2
+    reference, policy = made[0].model, made[1].model
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    assert all(torch.equal(v, base[k]) for k, v in reference.state_dict().items())
+    assert not any(p.requires_grad for p in reference.parameters())
+    key = "model.layers.0.mlp.up_proj.weight"
+    assert not torch.equal(policy.state_dict()[key], reference.state_dict()[key])  # the test can fail
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path / "run/merged").state_dict()
+    assert not torch.equal(exported["model.layers.0.mlp.up_proj.weight"], base["model.layers.0.mlp.up_proj.weight"])
+    assert metrics(tmp_path / "run")[1]["train_loss"] == pytest.approx(LN2, abs=1e-6)
+
+
+def test_precomputed_reference_equals_frozen_copy(tmp_path, tiny_model_dir):
+    runs = {}
+    for precompute in (False, True):
+        cfg = make_config(tmp_path, tiny_model_dir, out=f"pre{precompute}", method="full", learning_rate=1e-3,
+                          max_steps=3, eval_every=3, dpo={"precompute_reference": precompute})
+        runs[precompute] = (train_dpo(cfg, quiet=True), metrics(Path(cfg.output_dir)))
+    assert runs[True][0]["reference"] == "precomputed"
+    assert (tmp_path / "preTrue/reference_logps.safetensors").exists()
+    for a, b in zip(runs[False][1], runs[True][1], strict=True):
+        for key in ("train_loss", "val_loss", "val_reward_accuracy", "reward_margin"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (key, a["step"])
+
+
+def test_training_raises_reward_accuracy_on_training_pairs(tmp_path, tiny_model_dir):
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    cfg = make_config(tmp_path, tiny_model_dir, max_steps=8, eval_every=8, data={"val_path": str(data)})
+    summary = train_dpo(cfg, quiet=True)
+    assert summary["initial_val_reward_accuracy"] == 0.0
+    assert summary["val_reward_accuracy"] >= 0.9  # validation = the 24 training pairs
+    assert summary["best_val_loss"] < LN2 - 0.1
+    assert summary["val_reward_margin"] > 0
+
+
+def test_ipo_starts_at_its_target_and_learns(tmp_path, tiny_model_dir):
+    cfg = make_config(tmp_path, tiny_model_dir, max_steps=6, eval_every=6, dpo={"loss_type": "ipo", "beta": 0.5})
+    summary = train_dpo(cfg, quiet=True)
+    assert metrics(tmp_path / "run")[0]["val_loss"] == pytest.approx((1 / (2 * 0.5)) ** 2)  # h = 0 at the start
+    assert summary["best_val_loss"] < 0.9 and summary["val_reward_accuracy"] > 0.5
+
+
+def test_packing_and_accumulation_give_the_same_update(tmp_path, tiny_model_dir):
+    weights = {}
+    for name, packing, mb, ga in (("packed4x1", True, 4, 1), ("padded4x1", False, 4, 1), ("packed1x4", True, 1, 4)):
+        cfg = make_config(tmp_path, tiny_model_dir, out=name, packing=packing, micro_batch_size=mb,
+                          grad_accum_steps=ga)
+        train_dpo(cfg, quiet=True)
+        weights[name] = load_file(tmp_path / name / "adapter/adapter_model.safetensors")
+    for name in ("padded4x1", "packed1x4"):
+        for key, value in weights["packed4x1"].items():
+            torch.testing.assert_close(weights[name][key], value, rtol=1e-3, atol=1e-5)
+
+
+def test_resume_after_interruption_is_exact(tmp_path, tiny_model_dir, monkeypatch):
+    straight = make_config(tmp_path, tiny_model_dir, out="straight", max_steps=6, save_every=2, eval_every=3,
+                           lora={"dropout": 0.1})
+    train_dpo(straight, quiet=True)
+    killed = make_config(tmp_path, tiny_model_dir, out="killed", max_steps=6, save_every=2, eval_every=3,
+                         lora={"dropout": 0.1})
+    original = dpo_recipe.ckpt.save_checkpoint
+
+    def save_then_die(root, step, *args, **kwargs):
+        original(root, step, *args, **kwargs)
+        if step == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(dpo_recipe.ckpt, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_dpo(killed, quiet=True)
+    monkeypatch.setattr(dpo_recipe.ckpt, "save_checkpoint", original)
+    train_dpo(killed, resume=True, quiet=True)
+    a = load_file(tmp_path / "straight/adapter/adapter_model.safetensors")
+    b = load_file(tmp_path / "killed/adapter/adapter_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    curve = lambda run: [(r["step"], r.get("train_loss"), r.get("val_loss")) for r in metrics(run)]  # noqa: E731
+    assert curve(tmp_path / "straight") == curve(tmp_path / "killed")
+    assert len(curve(tmp_path / "killed")) == 6 + 1
+
+
+@pytest.fixture(scope="module")
+def sft_run(tmp_path_factory, tiny_model_dir):
+    """A 2-step LoRA SFT run (adapter only, no merged/) to start DPO from."""
+    from sftkit.config import SFTConfig
+    from sftkit.recipes.sft import train
+
+    tmp = tmp_path_factory.mktemp("sft")
+    data = tmp / "sft.jsonl"
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Add {i} and {i}."},
+                                                     {"role": "assistant", "content": f"{2 * i}."}]}) + "\n"
+                            for i in range(12)))
+    cfg = SFTConfig.model_validate({"model": {"name": str(tiny_model_dir)},
+                                    "data": {"train_path": str(data), "val_fraction": 0.0},
+                                    "train": {"max_steps": 2, "learning_rate": 1e-2, "warmup_ratio": 0.0},
+                                    "lora": {"dropout": 0.0}, "output_dir": str(tmp / "run")})
+    train(cfg, quiet=True)
+    assert not (tmp / "run/merged").exists()
+    return tmp / "run"
+
+
+def test_start_from_sft_adapter_merge(tmp_path, tiny_model_dir, sft_run):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    summary = train_dpo(make_config(tmp_path, sft_run, max_steps=2), quiet=True)
+    run = tmp_path / "run"
+    assert metrics(run)[0]["val_loss"] == pytest.approx(LN2, abs=1e-6)  # reference = the SFT model exactly
+    assert summary["outputs"] == {"adapter": str(run / "adapter"), "merged": str(run / "merged")}
+    sft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), sft_run / "adapter")
+    dpo_model = PeftModel.from_pretrained(sft.merge_and_unload(), run / "adapter")
+    merged = AutoModelForCausalLM.from_pretrained(run / "merged")
+    ids = torch.tensor([[1, 9690, 198, 6077, 5453, 2]])
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, dpo_model(ids).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_start_from_sft_adapter_continue(tmp_path, tiny_model_dir, sft_run):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    summary = train_dpo(make_config(tmp_path, sft_run, max_steps=2, dpo={"sft_adapter": "continue"}), quiet=True)
+    run = tmp_path / "run"
+    assert summary["reference"] == "precomputed" and summary["outputs"] == {"adapter": str(run / "adapter")}
+    assert metrics(run)[1]["train_loss"] == pytest.approx(LN2, abs=1e-6)
+    start = load_file(sft_run / "adapter/adapter_model.safetensors")
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), run / "adapter")
+    assert json.loads((run / "adapter/adapter_config.json").read_text())["r"] == 16
+    after = {k: v for k, v in tuned.state_dict().items() if "lora_" in k}
+    assert len(after) == len(start)
+    assert any(not torch.equal(after[k.replace(".weight", ".default.weight")], v) for k, v in start.items())
+
+
+def test_config_problems_listed_together_and_example_validates(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["dpo.beta=0", "dpo.los_type=ipo", "data.max_length=8"], model_cls=DPOConfig)
+    assert sorted(err.value.problems) == ["data.max_length: Input should be greater than or equal to 16 (got 8)",
+                                          "dpo.beta: Input should be greater than 0 (got 0)",
+                                          "unknown key 'dpo.los_type'; did you mean 'dpo.loss_type'?"]
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["train.fsdp=true", "dpo.sft_adapter=continue", "train.method=full", "train.patience=2",
+                           "data.val_fraction=0"], model_cls=DPOConfig)
+    assert len(err.value.problems) == 4  # no train_path, fsdp, continue without LoRA, patience without validation
+    out = subprocess.run([sys.executable, "-m", "sftkit.cli", "config", "example", "dpo"], capture_output=True,
+                         text=True, check=True).stdout
+    (tmp_path / "example.yaml").write_text(out.replace("train_path: null", "train_path: x.jsonl"))
+    cfg = load_config(str(tmp_path / "example.yaml"), model_cls=DPOConfig)
+    assert (cfg.dpo.beta, cfg.dpo.loss_type, cfg.train.learning_rate) == (0.1, "sigmoid", 5e-5)
+    shipped = load_config(str(Path(__file__).resolve().parents[2] / "examples/dpo.yaml"), model_cls=DPOConfig)
+    assert shipped.data.train_path == "examples/data/preferences.jsonl"
+
+
+def test_cli_bad_row_exits_2_with_file_and_line(tmp_path, tiny_model_dir):
+    import yaml
+
+    data = tmp_path / "bad.jsonl"
+    data.write_text(json.dumps({"prompt": "Hi?", "chosen": "Hello.", "rejected": "Bye."}) + "\n"
+                    + json.dumps({"prompt": "Hi?", "chosen": "Hello."}) + "\n")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"model": {"name": str(tiny_model_dir)},
+                                                     "data": {"train_path": str(data)},
+                                                     "output_dir": str(tmp_path / "run")}))
+    proc = subprocess.run([sys.executable, "-m", "sftkit.cli", "dpo", str(tmp_path / "c.yaml")], capture_output=True,
+                          text=True)
+    assert proc.returncode == 2
+    assert f"{data}:2: missing `rejected`" in proc.stderr.replace("\n", "")
+
+
+@pytest.mark.slow
+def test_two_process_gloo_equals_one_process(tmp_path, tiny_model_dir):
+    """8 pairs per step as 1 process x 4 micro-batches or 2 processes x 2; the third step is partial (2 pairs),
+    so one process runs a zero-weight pair to keep DDP's backward passes matched."""
+    import os
+
+    import yaml
+
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
+    common = {"model": {"name": str(tiny_model_dir)}, "data": {"train_path": str(pairs), "val_fraction": 0.25},
+              "lora": {"dropout": 0.0}}
+    for name, ga in (("one", 4), ("two", 2)):
+        cfg = dict(common, output_dir=str(tmp_path / name), train={"max_steps": 3, "micro_batch_size": 2,
+                   "grad_accum_steps": ga, "learning_rate": 1e-2, "warmup_ratio": 0.0, "eval_every": 3})
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    assert subprocess.run([sys.executable, "-m", "sftkit.cli", "dpo", str(tmp_path / "one.yaml")], env=env,
+                          capture_output=True, timeout=600).returncode == 0
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           "29547", "-m", "sftkit.cli", "dpo", str(tmp_path / "two.yaml")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for r1, r2 in zip(metrics(tmp_path / "one"), metrics(tmp_path / "two"), strict=True):
+        for key in ("train_loss", "reward_accuracy", "val_loss", "val_reward_margin"):
+            if key in r1:
+                assert r2[key] == pytest.approx(r1[key], rel=1e-4, abs=1e-6), (key, r1["step"])
+    a = load_file(tmp_path / "one/adapter/adapter_model.safetensors")
+    b = load_file(tmp_path / "two/adapter/adapter_model.safetensors")
+    # Adam moves every element by about lr in its first steps, however small its gradient: an element whose gradient
+    # is ~0 can go either way with the order of float summation, hence atol 1e-3 (lr 1e-2) on the weights.
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-3)
+    assert json.loads((tmp_path / "two/summary.json").read_text())["world_size"] == 2

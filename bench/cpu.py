@@ -50,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=1, help="repeat every contender, alternating the order")
     p.add_argument("--threads", type=int, default=None, help="torch threads for every contender (default: torch's)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    p.add_argument("--out", default="bench/results/cpu", help="directory for data, logs and results.json")
+    p.add_argument("--out", default="runs/bench-cpu", help="directory for data, logs and results.json")
     p.add_argument("--update-docs", default=None, help="write the table into this markdown file's section")
     p.add_argument("--timeout", type=int, default=3600, help="seconds allowed per contender run")
     return p.parse_args(argv)
@@ -107,11 +107,11 @@ def main(argv=None) -> dict:
     print(f"parity: {json.dumps(parity.get('relative_gaps', parity.get('error')))}", file=sys.stderr)
     runs = []
     methods = [m for m in args.methods.split(",") if m]
-    flip = False
     for round_index in range(args.rounds):
-        for method in methods:
+        for method_index, method in enumerate(methods):
             specs = contenders(args, method, base)
-            for spec in reversed(specs) if flip else specs:
+            # Each method's order flips from round to round (and from method to method within a round).
+            for spec in reversed(specs) if (round_index + method_index) % 2 else specs:
                 spec.work_dir = str(out / "runs" / f"{method}-{spec.name}-r{round_index}")
                 result = run_worker(spec, args.threads, args.timeout)
                 result["round"] = round_index
@@ -123,7 +123,6 @@ def main(argv=None) -> dict:
                 else:
                     print(f"round {round_index} {method:4s} {spec.name:17s} FAILED: {result['error']}", file=sys.stderr)
                 runs.append(result)
-            flip = not flip
     report = {"command": "python bench/cpu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": machine(), "threads": args.threads, "data": mix, "settings": {**base, "rounds": args.rounds},
               "parity": parity, "runs": runs, "wall_seconds": round(time.time() - started, 1)}

@@ -1,6 +1,6 @@
 """Estimate against measurement on this CPU: `estimate_run` before a real `sftkit train`, in the same process.
 
-    .venv/bin/python bench/estimate_check.py --data bench/results/cpu/data/data.jsonl [--methods lora,full]
+    .venv/bin/python bench/estimate_check.py --data runs/bench-cpu/data/data.jsonl [--methods lora,full]
 
 Each method runs in a fresh process (its own peak memory): estimate first (before the model is loaded, as the
 recipe calls it), then the real recipe. Compared: the training loop's seconds (the recipe's per-step time,
@@ -37,7 +37,7 @@ def child(config_path: str, result_path: str) -> None:
 
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description="estimate vs measurement on this CPU")
-    p.add_argument("--data", required=True, help="chat JSONL (e.g. the benchmark mix, bench/results/cpu/data)")
+    p.add_argument("--data", required=True, help="chat JSONL (e.g. the benchmark mix, runs/bench-cpu/data)")
     p.add_argument("--model", default="default")
     p.add_argument("--methods", default="lora,full")
     p.add_argument("--steps", type=int, default=4)

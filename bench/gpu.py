@@ -82,7 +82,7 @@ def main(argv=None) -> dict:
     p.add_argument("--methods", default="full,lora")
     p.add_argument("--trl-variants", default="default")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default 6; 1 with --dry-run)")
-    p.add_argument("--out", default="bench/results/gpu")
+    p.add_argument("--out", default="runs/bench-gpu")
     args = p.parse_args(argv)
     from sftkit.models import load_tokenizer
 

@@ -16,6 +16,7 @@ any export.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -91,6 +92,8 @@ def run_sftkit(spec: RunSpec) -> dict:
         "output_dir": str(Path(spec.work_dir) / "run"),
     })
     summary = recipe.train(config, quiet=True)
+    for name in ("merged", "adapter", "checkpoints", "tensorboard", "data", "tokenizer"):
+        shutil.rmtree(Path(config.output_dir) / name, ignore_errors=True)  # exports are not measured; free the disk
     if len(probe.steps) != spec.num_steps:
         raise RuntimeError(f"the probe saw {len(probe.steps)} steps, the recipe ran {summary.get('steps')}: the "
                            "recipe no longer reports through sftkit.recipes.sft.Reporter; update bench/worker.py")

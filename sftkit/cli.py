@@ -340,7 +340,7 @@ def safety_cmd(
     max_new_tokens: Annotated[int, typer.Option(help="generation limit per reply")] = 48,
     max_prompts: Annotated[Optional[int], typer.Option(help="prompts per set (stratified subsample; default all 60)")] = None,
     hhh: Annotated[bool, typer.Option("--hhh/--no-hhh", help="score BIG-bench hhh_alignment")] = True,
-    hhh_max_examples: Annotated[Optional[int], typer.Option(help="seeded subsample of the HHH questions")] = None,
+    hhh_max_examples: Annotated[int, typer.Option(help="seeded subsample of the 221 HHH questions (221 = all)")] = 100,
     judge: Annotated[Optional[str], typer.Option(help="judge model for refusals instead of the rules")] = None,
     batch_size: Annotated[int, typer.Option(help="prompts per generation batch")] = 16,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",

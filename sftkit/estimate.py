@@ -165,7 +165,8 @@ def estimate_run(config: SFTConfig, train_examples=None, val_examples=None, *, w
     Args:
         train_examples, val_examples: the run's tokenised examples (`TokenizedExample`); loaded and tokenised
             from the config as the recipe does when not given.
-        world_size: processes training together (each sees micro_batch_size examples per micro-batch).
+        world_size: processes training together (each sees micro_batch_size examples per micro-batch); GPU
+            times are per device, one device per process. The CPU time is for the whole run on this machine.
         prices: price per hour by device name (`H100`, `A100`, `L4`, `cpu`), overriding the defaults.
         gpu_mfu: assumed model-FLOPs utilisation on GPUs.
         measure: time one decoder layer on this CPU (a few seconds) to estimate CPU time; call it before the
@@ -191,7 +192,8 @@ def estimate_run(config: SFTConfig, train_examples=None, val_examples=None, *, w
     prices = {**{k: v["price_per_hour"] for k, v in DEVICES.items()}, "cpu": 0.0, **(prices or {})}
     times = {}
     for name, device in DEVICES.items():
-        seconds = (flops + 2 * shape["total_params"] * val_positions) / (device["peak_tflops"] * 1e12 * gpu_mfu)
+        flops_per_device = (flops + 2 * shape["total_params"] * val_positions) / world_size
+        seconds = flops_per_device / (device["peak_tflops"] * 1e12 * gpu_mfu)
         times[name] = {"seconds": seconds, "basis": f"FLOPs / ({device['peak_tflops']:g} TFLOP/s x MFU {gpu_mfu})",
                        "fits": gpu_memory < device["memory_gb"] * 1e9 * 0.9}
     if measure:
@@ -203,7 +205,7 @@ def estimate_run(config: SFTConfig, train_examples=None, val_examples=None, *, w
                          + sched["total_steps"] * shape["trainable_params"] * rates["optimizer_seconds_per_param"])
         times["cpu"] = {"seconds": train_seconds + val_positions * layers
                         * rates["forward_seconds_per_position_per_layer"], "train_seconds": train_seconds,
-                        "basis": rates["basis"], "fits": True}
+                        "basis": rates["basis"], "fits": memory_mb["total"] * 2**20 < _physical_memory_bytes()}
     for name, row in times.items():
         row["hours"] = row["seconds"] / 3600
         row["price_per_hour"] = prices.get(name, 0.0)
@@ -270,12 +272,21 @@ def print_estimate(result: dict, console) -> None:
     for column in ("device", "time", "price/h", "cost", "fits", "basis"):
         devices.add_column(column, justify="left" if column in ("device", "basis") else "right")
     for name, row in result["time"].items():
-        devices.add_row(name, _duration(row["seconds"]), f"${row['price_per_hour']:.2f}", f"${row['cost']:.2f}",
+        cost = f"${row['cost']:.2f}" if row["cost"] >= 0.01 or not row["cost"] else f"${row['cost']:.1e}"
+        devices.add_row(name, _duration(row["seconds"]), f"${row['price_per_hour']:.2f}", cost,
                         "yes" if row["fits"] else "no", row["basis"])
     console.print(devices)
 
 
+def _physical_memory_bytes() -> int:
+    import os
+
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1e3:.0f} ms"
     if seconds < 120:
         return f"{seconds:.1f} s"
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

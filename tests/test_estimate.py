@@ -126,3 +126,12 @@ def test_cli_estimate_json_and_bad_price(tmp_path, tiny_model_dir):
     assert result["parameters"]["trainable"] == result["parameters"]["total"]
     bad = subprocess.run(cli + ["--no-measure", "--price", "H100=x"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--price" in bad.stderr
+
+
+def test_padded_runs_count_padding_and_time_the_padded_path(tmp_path, tiny_model_dir):
+    packed = estimate_run(make_config(tmp_path, tiny_model_dir, max_steps=3), measure=False)
+    padded = estimate_run(make_config(tmp_path, tiny_model_dir, max_steps=3, packing=False))
+    assert padded["data"]["run_tokens"] == packed["data"]["run_tokens"]  # same examples, same order
+    assert 0 < padded["data"]["padding_fraction"] < 0.5
+    assert padded["flops"]["train"] > packed["flops"]["train"]  # padding positions are computed too
+    assert padded["time"]["cpu"]["train_seconds"] > 0 and "forward+backward" in padded["time"]["cpu"]["basis"]

@@ -83,6 +83,16 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
         raise UserError(f"{length_drops} of {len(train_ex) + len(val_ex)} examples were dropped for length; raise "
                         f"data.max_length (now {d.max_length}) or use data.overlong: truncate")
 
+    estimate = None
+    if world.is_main:  # before the model loads: the estimator counts this process's memory as runtime
+        try:
+            from sftkit.estimate import estimate_run
+
+            estimate = estimate_run(config, train_tok, val_tok, world_size=world.world_size,
+                                    measure=world.device.type == "cpu")
+        except Exception as exc:  # an estimate must never stop a training run; say why it is missing
+            report.note(f"no run estimate: {type(exc).__name__}: {exc}")
+
     # ---- model ------------------------------------------------------------------------------------------
     t = config.train
     use_bf16 = t.precision == "bf16" or (t.precision == "auto" and world.device.type == "cuda"
@@ -300,9 +310,10 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
             "early_stopped": state["early_stopped"], "stopped_step": state.get("stopped_step"),
             "trained_tokens": state["trained_tokens"],
             "train_tokens_per_second": state["trained_tokens"] / max(state["train_seconds"], 1e-9),
-            "wall_seconds": time.time() - started, "peak_memory_mb": peak_mb,
+            "train_seconds": state["train_seconds"], "wall_seconds": time.time() - started, "peak_memory_mb": peak_mb,
             "trainable_params": trainable, "total_params": total, "world_size": world.world_size,
             "outputs": written,
+            "estimate": _estimate_beside_measurement(estimate, world.device.type),
         }
         write_json(out_dir / "summary.json", summary)
         if metrics_file:
@@ -373,6 +384,16 @@ def _config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
         elif a != b:
             changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return changes
+
+
+def _estimate_beside_measurement(estimate: dict | None, device_type: str) -> dict | None:
+    """The pre-run estimate for this device (time, memory), stored next to the measured figures."""
+    if not estimate:
+        return None
+    times = estimate.get("time", {})
+    row = times.get("cpu") if device_type == "cpu" else None
+    return {"seconds": row.get("seconds") if row else None,
+            "memory_mb": estimate.get("memory_mb", {}).get("total"), "flops": estimate.get("flops")}
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -108,7 +108,8 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
             (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2))
+                                  lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2),
+                                  fused=True)  # fused: 5x faster step on CPU (docs/benchmarks.md)
     pairs_per_step = t.micro_batch_size * t.grad_accum_steps * world.world_size
     epoch_steps = steps_per_epoch(len(train_tok), pairs_per_step)
     total_steps = t.max_steps or max(1, math.ceil(t.num_epochs * epoch_steps))
@@ -166,8 +167,8 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
 
     # ---- state, resume -----------------------------------------------------------------------------------
     state = {"step": 0, "trained_pairs": 0, "trained_tokens": 0, "initial_val_loss": None, "best_val_loss": None,
-             "best_step": 0, "initial_val": None, "best_val": None, "evals_without_improvement": 0, "early_stopped": False,
-             "train_seconds": 0.0, "config": config.model_dump(mode="json")}
+             "best_step": 0, "initial_val": None, "best_val": None, "evals_without_improvement": 0,
+             "early_stopped": False, "train_seconds": 0.0, "config": config.model_dump(mode="json")}
     if resume:
         found = ckpt.complete_checkpoints(ckpt_dir)
         if found:

@@ -45,7 +45,8 @@ def test_every_schema_in_jsonl(tmp_path):
 
 def test_json_csv_parquet(tmp_path):
     system = {"role": "system", "content": "Be brief."}
-    (tmp_path / "p.json").write_text(json.dumps([{"messages": [system, USER], "chosen": "Paris.", "rejected": "Rome."}]))
+    row = {"messages": [system, USER], "chosen": "Paris.", "rejected": "Rome."}
+    (tmp_path / "p.json").write_text(json.dumps([row]))
     with open(tmp_path / "p.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["messages", "chosen", "rejected"])

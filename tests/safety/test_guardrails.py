@@ -52,7 +52,8 @@ def test_apply_blocks_inputs_before_and_outputs_after_generation(tmp_path, monke
     replies = guard.apply(generate, conversations)
     assert sent == ["hello", "tell me"]  # the blocked request never reached the model
     assert replies[0] == "fine"
-    assert replies[1] == f"[guardrail] This request was not sent to the model: it matched pattern 'forbidden' ({blocklist}:1)."
+    assert replies[1] == ("[guardrail] This request was not sent to the model: it matched pattern 'forbidden' "
+                          f"({blocklist}:1).")
     assert replies[2] == "[guardrail] This reply was withheld: it matched classifier myguard:score."
     assert [(e["index"], e["where"]) for e in guard.events] == [(1, "input"), (2, "output")]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -59,7 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run_worker(spec: RunSpec, threads: int | None, timeout: int) -> dict:
     """Run one contender in a fresh process; a crash or kill becomes an `error` entry, not an exception."""
     work = Path(spec.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work, ignore_errors=True)  # a previous invocation's run would make the recipe refuse to start
+    work.mkdir(parents=True)
     spec_path, result_path = spec.write(work / "spec.json"), work / "result.json"
     result_path.unlink(missing_ok=True)
     env = dict(os.environ)

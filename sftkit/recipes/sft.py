@@ -88,8 +88,9 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
         try:
             from sftkit.estimate import estimate_run
 
-            estimate = estimate_run(config, train_tok, val_tok, world_size=world.world_size,
-                                    measure=world.device.type == "cpu")
+            with torch.random.fork_rng(devices=[]):  # the measurement must not shift the weights' init
+                estimate = estimate_run(config, train_tok, val_tok, world_size=world.world_size,
+                                        measure=world.device.type == "cpu")
         except Exception as exc:  # an estimate must never stop a training run; say why it is missing
             report.note(f"no run estimate: {type(exc).__name__}: {exc}")
 

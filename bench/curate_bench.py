@@ -48,7 +48,6 @@ class Generator:
         compounds = [common[self.rng.randrange(len(common))] + common[self.rng.randrange(len(common))]
                      for _ in range(len(common) // 4)]
         self.vocab = common + compounds
-        vocab_size = len(self.vocab)
         weights = [1.0 / (rank + 2) for rank in range(len(common))]  # Zipf
         compound_weight = sum(weights) / 9 / len(compounds)  # compounds: 10% of all words
         weights += [compound_weight] * len(compounds)

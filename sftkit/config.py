@@ -99,7 +99,8 @@ class EvalSection(_Section):
         "normalized_exact_match", description="Headline metric for the task comparison.")
     suite: list[str] | None = Field(None, description="Forgetting suite (BIG-bench names, files); null = default.")
     suite_max_examples: int = Field(50, ge=1, description="Examples per suite task (seeded subsample).")
-    safety: bool = Field(False, description="Add the safety evaluation to the comparison.")
+    safety: bool = Field(False, description="Run the safety evaluation (refusals, over-refusals, HHH) against "
+                         "the base model at the end of training; headline rates go into summary.json.")
 
 
 class SFTConfig(_Section):
@@ -163,29 +164,50 @@ def parse_override(item: str) -> tuple[list[str], object]:
     return key.strip().split("."), yaml.safe_load(value)
 
 
-def load_config(path: str | None, overrides: list[str] | None = None, model_cls=SFTConfig):
-    """Read YAML (optional), apply overrides, validate. Raises ConfigError listing every problem."""
-    raw: dict = {}
-    if path:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError([f"config file {path} not found"])
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError([f"invalid YAML{where}: {getattr(exc, 'problem', exc)}"], source=path) from None
-        if not isinstance(raw, dict):
-            raise ConfigError(["top level must be a mapping of sections (model, data, train, ...)"], source=path)
+def read_yaml(path: str, sections: str = "model, data, train, ...") -> dict:
+    """The mapping in YAML file `path`. Raises ConfigError for a missing file, bad YAML (with its line) or a
+    top level that is not a mapping."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError([f"config file {path} not found"])
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError([f"invalid YAML{where}: {getattr(exc, 'problem', exc)}"], source=path) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([f"top level must be a mapping of sections ({sections})"], source=path)
+    return raw
+
+
+def apply_overrides(raw: dict, overrides: list[str] | None, strip_prefix: str | None = None) -> list[str]:
+    """Apply `--set a.b=value` items to `raw` in place; return the problems (an item naming a non-section).
+
+    strip_prefix: a leading key dropped from every item (`curate.near.threshold` -> `near.threshold`).
+    """
+    problems = []
     for item in overrides or []:
         keys, value = parse_override(item)
+        if strip_prefix and keys[0] == strip_prefix and len(keys) > 1:
+            keys = keys[1:]
         node = raw
         for k in keys[:-1]:
             node = node.setdefault(k, {})
             if not isinstance(node, dict):
-                raise ConfigError([f"--set {item!r}: {k} is not a section"])
-        node[keys[-1]] = value
+                problems.append(f"--set {item!r}: {k} is not a section")
+                break
+        else:
+            node[keys[-1]] = value
+    return problems
+
+
+def load_config(path: str | None, overrides: list[str] | None = None, model_cls=SFTConfig):
+    """Read YAML (optional), apply overrides, validate. Raises ConfigError listing every problem."""
+    raw = read_yaml(path) if path else {}
+    problems = apply_overrides(raw, overrides)
+    if problems:
+        raise ConfigError(problems, source=path)
     try:
         return model_cls.model_validate(raw)
     except ValidationError as exc:

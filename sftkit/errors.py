@@ -32,3 +32,7 @@ class ConfigError(UserError):
         self.problems = problems
         head = f"{len(problems)} problem(s) in the config" + (f" {source}" if source else "")
         super().__init__(head + ":\n  - " + "\n  - ".join(problems))
+
+
+class NonFiniteLossError(UserError):
+    """Training produced NaN/inf; raised before the optimizer step so weights stay intact."""

@@ -10,8 +10,9 @@ from rich.table import Table
 class Reporter:
     """Prints only on the main process; every method is a no-op when disabled."""
 
-    def __init__(self, enabled: bool = True):
+    def __init__(self, enabled: bool = True, title: str = "sftkit train"):
         self.enabled = enabled
+        self.title = title
         self.console = Console(stderr=True)
         self.progress = None
         self.task = None
@@ -19,7 +20,7 @@ class Reporter:
     def startup(self, numbers: dict) -> None:
         if not self.enabled:
             return
-        table = Table(title="sftkit train", show_header=False)
+        table = Table(title=self.title, show_header=False)
         table.add_column(style="bold")
         table.add_column()
         for key, value in numbers.items():

@@ -94,3 +94,14 @@ def split_step(indices: list[int], micro_batch_size: int, world_size: int, rank:
     """
     chunks = [indices[i:i + micro_batch_size] for i in range(0, len(indices), micro_batch_size)]
     return [c for i, c in enumerate(chunks) if i % world_size == rank]
+
+
+def to_device(batch: MicroBatch, device) -> MicroBatch:
+    """Move a micro-batch's tensors to `device` (in place; a no-op on CPU)."""
+    if device.type == "cpu":
+        return batch
+    for name in ("input_ids", "target_ids", "position_ids", "attention_mask"):
+        value = getattr(batch, name, None)
+        if value is not None:
+            setattr(batch, name, value.to(device, non_blocking=True))
+    return batch

@@ -29,17 +29,18 @@ import torch
 from sftkit import checkpoint as ckpt
 from sftkit.config import to_yaml
 from sftkit.data.dataset import DataReport, split_indices
-from sftkit.data.packing import epoch_order, split_step, step_indices, steps_per_epoch
+from sftkit.data.packing import epoch_order, to_device, split_step, step_indices, steps_per_epoch
 from sftkit.data.preferences import load_preferences, tokenize_pairs
 from sftkit.distributed import World, all_reduce_sum, barrier, init_world, shutdown
 from sftkit.dpo_loss import SequenceLogProbs, collate_pairs, preference_loss
-from sftkit.errors import UserError
+from sftkit.errors import NonFiniteLossError, UserError
 from sftkit.models import count_parameters, load_tokenizer
 from sftkit.outputs import export_model, versions, write_json, write_jsonl
+from sftkit.optim import build_optimizer, build_scheduler, restore_peak_lr
 from sftkit.progress import Reporter
 from sftkit.recipes.dpo_config import DPOConfig
 from sftkit.recipes.dpo_reference import load_policy, precomputed_reference, start_point
-from sftkit.recipes.sft import NonFiniteLossError, _config_changes, _tensorboard, _to, _truncate_metrics, lr_factor
+from sftkit.runlog import config_changes, open_tensorboard, truncate_metrics
 
 __all__ = ["DPOConfig", "train_dpo", "evaluate_pairs"]
 
@@ -52,7 +53,7 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
     world = init_world()
     out_dir = Path(config.output_dir)
     ckpt_dir = out_dir / "checkpoints"
-    report = Reporter(enabled=world.is_main and not quiet)
+    report = Reporter(enabled=world.is_main and not quiet, title="sftkit dpo")
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
     existing = ckpt.complete_checkpoints(ckpt_dir) if world.is_main else []
@@ -102,20 +103,12 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
         train_module = torch.nn.parallel.DistributedDataParallel(
             logps_module, device_ids=[world.device.index] if world.device.type == "cuda" else None)
 
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2),
-                                  fused=True)  # fused: 5x faster step on CPU (docs/benchmarks.md)
+    optimizer = build_optimizer(model, t)
     pairs_per_step = t.micro_batch_size * t.grad_accum_steps * world.world_size
     epoch_steps = steps_per_epoch(len(train_tok), pairs_per_step)
     total_steps = t.max_steps or max(1, math.ceil(t.num_epochs * epoch_steps))
     warmup_steps = round(t.warmup_ratio * total_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
-        s, warmup_steps, total_steps, t.lr_scheduler, t.min_lr_ratio))
+    scheduler = build_scheduler(optimizer, t, warmup_steps, total_steps)
 
     trainable, total = count_parameters(model)
     c = config.dpo
@@ -174,20 +167,15 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
         if found:
             state = ckpt.load_checkpoint(found[-1], model, optimizer, scheduler)
             report.note(f"resumed from {found[-1]} (step {state['step']})")
-            # The checkpoint's scheduler state carries the old peak LR; the config in force now wins.
-            scheduler.base_lrs = [t.learning_rate] * len(optimizer.param_groups)
-            for group in optimizer.param_groups:
-                group["initial_lr"] = t.learning_rate
-                group["lr"] = t.learning_rate * lr_factor(state["step"], warmup_steps, total_steps, t.lr_scheduler,
-                                                          t.min_lr_ratio)
-            for change in _config_changes(state.get("config", {}), config.model_dump(mode="json")):
+            restore_peak_lr(optimizer, scheduler, t, state["step"], warmup_steps, total_steps)
+            for change in config_changes(state.get("config", {}), config.model_dump(mode="json")):
                 report.note(f"config changed since the checkpoint: {change} (the new value is used)")
         else:
             report.note(f"--resume: no complete checkpoint in {ckpt_dir}; starting from step 0")
     if world.is_main and resume:
-        _truncate_metrics(out_dir / "metrics.jsonl", state["step"])  # rows logged after the checkpoint are redone
+        truncate_metrics(out_dir / "metrics.jsonl", state["step"])  # rows logged after the checkpoint are redone
     metrics_file = open(out_dir / "metrics.jsonl", "a" if resume else "w") if world.is_main else None
-    writer = _tensorboard(out_dir / "tensorboard") if world.is_main else None
+    writer = open_tensorboard(out_dir / "tensorboard") if world.is_main else None
 
     def log(row: dict) -> None:
         if metrics_file:
@@ -233,7 +221,7 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
         step_tokens, step_trained_tokens = 0, 0
         for i, mb in enumerate(micro):
             mb_indices = mb if mb is not None else [indices[0]]
-            batch = _to(collate_pairs([train_tok[j] for j in mb_indices], t.packing, tokenizer.pad_token_id),
+            batch = to_device(collate_pairs([train_tok[j] for j in mb_indices], t.packing, tokenizer.pad_token_id),
                         world.device)
             sync = i == len(micro) - 1 or not world.distributed
             with train_module.no_sync() if not sync else contextlib.nullcontext():
@@ -351,7 +339,7 @@ def evaluate_pairs(logps_module, reference_logps, pairs, micro_batch_size: int, 
     sums = dict.fromkeys(STAT_KEYS, 0.0)
     for start in range(0, len(mine), micro_batch_size):
         indices = mine[start:start + micro_batch_size]
-        batch = _to(collate_pairs([pairs[i] for i in indices], packing, pad_id), next(logps_module.parameters()).device)
+        batch = to_device(collate_pairs([pairs[i] for i in indices], packing, pad_id), next(logps_module.parameters()).device)
         policy, counts = logps_module(batch)
         stats = preference_loss(policy, reference_logps(batch, "val", indices), counts, beta, loss_type)
         for key, value in stats.sums().items():

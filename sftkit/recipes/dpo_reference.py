@@ -16,7 +16,7 @@ from sftkit.dpo_loss import collate_pairs
 from sftkit.errors import UserError
 from sftkit.models import apply_lora, is_run_dir, load_model, resolve_model_path, run_base_model
 from sftkit.recipes.dpo_config import DPOConfig
-from sftkit.recipes.sft import _to
+from sftkit.data.packing import to_device
 
 
 def start_point(config: DPOConfig) -> dict:
@@ -96,7 +96,7 @@ def precomputed_reference(path: Path, logps_module, splits: dict, t: TrainSectio
         rows = []
         for start in range(0, len(pairs), t.micro_batch_size):
             chunk = pairs[start:start + t.micro_batch_size]
-            logps, _ = logps_module(_to(collate_pairs(chunk, t.packing, pad_id), device))
+            logps, _ = logps_module(to_device(collate_pairs(chunk, t.packing, pad_id), device))
             rows.append(torch.stack([logps[:len(chunk)], logps[len(chunk):]], dim=1).cpu())
         table[split] = torch.cat(rows) if rows else torch.zeros((0, 2))
     logps_module.train(was_training)

@@ -22,17 +22,15 @@ from sftkit import sharding
 from sftkit.attention import register as register_varlen
 from sftkit.config import SFTConfig, to_yaml
 from sftkit.data.dataset import DataReport, load_conversations, split_indices, tokenize_examples
-from sftkit.data.packing import collate, epoch_order, split_step, step_indices, steps_per_epoch
+from sftkit.data.packing import collate, epoch_order, to_device, split_step, step_indices, steps_per_epoch
 from sftkit.distributed import World, all_reduce_sum, barrier, init_world, shutdown
-from sftkit.errors import UserError
+from sftkit.errors import NonFiniteLossError, UserError
 from sftkit.loss import CausalLMLoss
 from sftkit.models import apply_lora, count_parameters, load_model, load_tokenizer, resolve_model_path
 from sftkit.outputs import export_model, versions, write_json, write_jsonl
+from sftkit.optim import build_optimizer, build_scheduler, restore_peak_lr
 from sftkit.progress import Reporter
-
-
-class NonFiniteLossError(UserError):
-    """Training produced NaN/inf; raised before the optimizer step so weights stay intact."""
+from sftkit.runlog import config_changes, open_tensorboard, truncate_metrics
 
 
 def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
@@ -114,20 +112,12 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
     fsdp = t.fsdp and world.distributed
     loss_module = sharding.wrap(CausalLMLoss(model), model, world, fsdp)
 
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2),
-                                  fused=not fsdp)  # fused: 5x faster step on CPU (docs/benchmarks.md); not for DTensors
+    optimizer = build_optimizer(model, t, fused=not fsdp)  # FSDP's DTensors cannot use the fused kernel
     examples_per_step = t.micro_batch_size * t.grad_accum_steps * world.world_size
     epoch_steps = steps_per_epoch(len(train_tok), examples_per_step)
     total_steps = t.max_steps or max(1, math.ceil(t.num_epochs * epoch_steps))
     warmup_steps = round(t.warmup_ratio * total_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(
-        s, warmup_steps, total_steps, t.lr_scheduler, t.min_lr_ratio))
+    scheduler = build_scheduler(optimizer, t, warmup_steps, total_steps)
 
     train_tokens_total = sum(x.num_tokens for x in train_tok)
     report.startup({
@@ -174,20 +164,15 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
             ckpt.set_rng_state(parts["rng"])
             state = parts["trainer_state"]
             report.note(f"resumed from {found[-1]} (step {state['step']})")
-            # The checkpoint's scheduler state carries the old peak LR; the config in force now wins.
-            scheduler.base_lrs = [t.learning_rate] * len(optimizer.param_groups)
-            for group in optimizer.param_groups:
-                group["initial_lr"] = t.learning_rate
-                group["lr"] = t.learning_rate * lr_factor(state["step"], warmup_steps, total_steps, t.lr_scheduler,
-                                                          t.min_lr_ratio)
-            for change in _config_changes(state.get("config", {}), config.model_dump(mode="json")):
+            restore_peak_lr(optimizer, scheduler, t, state["step"], warmup_steps, total_steps)
+            for change in config_changes(state.get("config", {}), config.model_dump(mode="json")):
                 report.note(f"config changed since the checkpoint: {change} (the new value is used)")
         else:
             report.note(f"--resume: no complete checkpoint in {ckpt_dir}; starting from step 0")
     if world.is_main and resume:
-        _truncate_metrics(out_dir / "metrics.jsonl", state["step"])  # rows logged after the checkpoint are redone
+        truncate_metrics(out_dir / "metrics.jsonl", state["step"])  # rows logged after the checkpoint are redone
     metrics_file = open(out_dir / "metrics.jsonl", "a" if resume else "w") if world.is_main else None
-    writer = _tensorboard(out_dir / "tensorboard") if world.is_main else None
+    writer = open_tensorboard(out_dir / "tensorboard") if world.is_main else None
 
     def log(row: dict) -> None:
         if metrics_file:
@@ -234,7 +219,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
         t0 = time.time()
         loss_sum = 0.0
         for i, batch in enumerate(batches):
-            batch = _to(batch, world.device)
+            batch = to_device(batch, world.device)
             with sharding.grad_sync(loss_module, i == len(batches) - 1, fsdp):
                 # x world_size: DDP averages gradients over processes, the normaliser is already global.
                 loss = loss_module(batch) / step_trained_tokens * world.world_size
@@ -324,20 +309,9 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
         report.summary(summary)
     barrier(world)
     shutdown(world)
-    if world.is_main and config.eval.after_training:
-        summary = _compare_after_training(out_dir, config, summary, report)
+    if world.is_main and (config.eval.after_training or config.eval.safety):
+        summary = _evaluate_after_training(out_dir, config, summary, report)
     return summary
-
-
-def lr_factor(step: int, warmup_steps: int, total_steps: int, kind: str, min_ratio: float) -> float:
-    """Multiplier of the peak LR after `step` optimizer steps: linear warmup, then decay to `min_ratio`."""
-    if warmup_steps and step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if kind == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    shape = 0.5 * (1 + math.cos(math.pi * progress)) if kind == "cosine" else 1 - progress
-    return min_ratio + (1 - min_ratio) * shape
 
 
 @torch.no_grad()
@@ -352,20 +326,10 @@ def evaluate_loss(loss_module, examples, micro_batch_size: int, packing: bool, p
     for b in range(num_batches):
         chunk = mine[b * micro_batch_size:(b + 1) * micro_batch_size]
         batch = collate(chunk, packing, pad_id) if chunk else _no_target_batch(examples[0], packing, pad_id)
-        batch = _to(batch, world.device)
+        batch = to_device(batch, world.device)
         total += float(inner(batch))
         count += batch.num_trained_tokens
     return all_reduce_sum(total, world) / max(1.0, all_reduce_sum(count, world))
-
-
-def _to(batch, device):
-    if device.type == "cpu":
-        return batch
-    for name in ("input_ids", "target_ids", "position_ids", "attention_mask"):
-        value = getattr(batch, name)
-        if value is not None:
-            setattr(batch, name, value.to(device, non_blocking=True))
-    return batch
 
 
 def _no_target_batch(example, packing: bool, pad_id: int):
@@ -374,17 +338,6 @@ def _no_target_batch(example, packing: bool, pad_id: int):
 
     blank = TokenizedExample(example.input_ids, [IGNORE_INDEX] * len(example.labels), example.source, example.line)
     return collate([blank], packing, pad_id)
-
-
-def _config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
-    changes = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            changes += _config_changes(a, b, f"{prefix}{key}.")
-        elif a != b:
-            changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return changes
 
 
 def _estimate_beside_measurement(estimate: dict | None, device_type: str) -> dict | None:
@@ -397,37 +350,28 @@ def _estimate_beside_measurement(estimate: dict | None, device_type: str) -> dic
             "memory_mb": estimate.get("memory_mb", {}).get("total"), "flops": estimate.get("flops")}
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    if not path.exists():
-        return
-    import json
+def _evaluate_after_training(out_dir: Path, config: SFTConfig, summary: dict, report) -> dict:
+    """eval.after_training: `compare` (gain over prompting, retention); eval.safety: the safety evaluation
+    against the base model. Headlines go into summary.json, full results into out_dir/comparison, out_dir/safety."""
+    console = report.console if report.enabled else None
+    if config.eval.after_training:
+        from sftkit.eval.compare import run_compare
+        from sftkit.eval.report import print_comparison
 
-    rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    path.write_text("".join(r + "\n" for r in rows))
-
-
-def _tensorboard(path: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is a dependency, but a broken install must not stop training
-        return None
-    return SummaryWriter(str(path))
-
-
-def _compare_after_training(out_dir: Path, config: SFTConfig, summary: dict, report) -> dict:
-    from sftkit.eval.compare import run_compare
-    from sftkit.eval.report import print_comparison
-
-    result = run_compare(str(out_dir), console=report.console if report.enabled else None)
-    summary["gain_over_prompting"] = result.get("gain_over_prompting")
-    summary["retention"] = result.get("retention")
+        result = run_compare(str(out_dir), console=console)
+        summary["gain_over_prompting"] = result.get("gain_over_prompting")
+        summary["retention"] = result.get("retention")
+        write_json(out_dir / "summary.json", summary)
+        if console:
+            print_comparison(result, console)
     if config.eval.safety:
-        from sftkit.safety.evaluate import run_safety
+        from sftkit.safety import print_safety, run_safety
 
-        summary["safety"] = run_safety(str(out_dir), against=config.model.name)
-    write_json(out_dir / "summary.json", summary)
-    if report.enabled:
-        print_comparison(result, report.console)
+        safety = run_safety(str(out_dir), against=config.model.name, console=console)
+        summary["safety"] = {**safety["headline"], "output_dir": safety["output_dir"]}
+        write_json(out_dir / "summary.json", summary)
+        if console:
+            print_safety(safety, console)
     return summary
 
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sftkit.data.readers import BadRow, Row, iter_rows
+from sftkit.data.readers import Row, iter_rows
 from sftkit.errors import UserError
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "data"

@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from sftkit.config import SFTConfig
-from sftkit.recipes.sft import NonFiniteLossError, lr_factor, train
+from sftkit.errors import NonFiniteLossError
+from sftkit.recipes.sft import train
 
 
 def write_data(path: Path, n: int = 24, seed: int = 0) -> Path:
@@ -187,14 +188,6 @@ def test_nan_guard_stops_before_step(tmp_path, tiny_model_dir, monkeypatch):
     assert not (Path(cfg.output_dir) / "summary.json").exists()
 
 
-def test_lr_schedule_shape():
-    assert lr_factor(0, 10, 100, "cosine", 0.0) == pytest.approx(0.1)
-    assert lr_factor(9, 10, 100, "cosine", 0.0) == pytest.approx(1.0)
-    assert lr_factor(10, 10, 100, "cosine", 0.0) == pytest.approx(1.0)
-    assert lr_factor(55, 10, 100, "cosine", 0.0) == pytest.approx(0.5)
-    assert lr_factor(100, 10, 100, "linear", 0.1) == pytest.approx(0.1)
-
-
 def _run_cli(args, env, **kw):
     return subprocess.Popen([sys.executable, "-m", "sftkit.cli", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **kw)
@@ -314,3 +307,22 @@ def test_gradient_checkpointing_gives_same_update(tmp_path, tiny_model_dir):
         out[flag] = adapter_weights(Path(train(cfg, quiet=True)["outputs"]["adapter"]).parent)
     for name, value in out[True].items():
         torch.testing.assert_close(value, out[False][name], rtol=1e-4, atol=1e-6)
+
+
+def test_eval_safety_puts_the_headline_in_summary(tmp_path, tiny_model_dir, monkeypatch):
+    """eval.safety alone (without after_training) runs the safety evaluation against the base model."""
+    import sftkit.safety as safety
+    from tests.safety.test_evaluate import SETTINGS
+
+    real = safety.run_safety
+    monkeypatch.setattr(safety, "run_safety", lambda *a, **k: real(*a, settings=SETTINGS, **k))
+    monkeypatch.setenv("SFTKIT_HOME", str(tmp_path / "home"))
+    cfg = make_config(tmp_path, tiny_model_dir, max_steps=1)
+    cfg.eval.safety = True
+    train(cfg, quiet=True)
+    run = Path(cfg.output_dir)
+    summary = json.loads((run / "summary.json").read_text())
+    full = json.loads((run / "safety" / "safety.json").read_text())
+    assert summary["safety"] == {**full["headline"], "output_dir": str(run / "safety")}
+    assert {"refusal_rate", "over_refusal_rate", "hhh_accuracy", "refusal_rate_delta"} <= set(summary["safety"])
+    assert "gain_over_prompting" not in summary  # eval.after_training is off

@@ -8,10 +8,8 @@ those are unset, so one file describes both the curation and the training that f
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sftkit.errors import ConfigError
@@ -179,21 +177,9 @@ def load_curate_config(path: str | None = None, overrides: list[str] | None = No
     Raises:
         ConfigError: every problem at once (unknown keys with a "did you mean", bad values).
     """
-    from sftkit.config import _format_errors, parse_override
+    from sftkit.config import _format_errors, apply_overrides, read_yaml
 
-    raw: dict = {}
-    if path:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError([f"config file {path} not found"])
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError([f"invalid YAML{where}: {getattr(exc, 'problem', exc)}"], source=path) from None
-        if not isinstance(raw, dict):
-            raise ConfigError(["top level must be a mapping of sections (curate, model, data, ...)"], source=path)
+    raw = read_yaml(path, "curate, model, data, ...") if path else {}
     problems = _top_level_problems(raw)
     section = raw.get("curate") or {}
     if not isinstance(section, dict):
@@ -202,17 +188,7 @@ def load_curate_config(path: str | None = None, overrides: list[str] | None = No
     section = dict(section)
     if isinstance(section.get("pii"), str):  # the `pii: mask` shorthand, so that `--set pii.action=...` applies
         section["pii"] = {"action": section["pii"]}
-    for item in overrides or []:
-        keys, value = parse_override(item)
-        keys = keys[1:] if keys[0] == "curate" and len(keys) > 1 else keys
-        node = section
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                problems.append(f"--set {item!r}: {k} is not a section")
-                break
-        else:
-            node[keys[-1]] = value
+    problems += apply_overrides(section, overrides, strip_prefix="curate")
     _inherit(section, raw)
     try:
         config = CurateFile.model_validate({"curate": section}).curate

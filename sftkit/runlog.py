@@ -1,0 +1,35 @@
+"""The run's own log: metrics.jsonl rows, TensorBoard events, and what changed in the config across a resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """`section.key: old -> new` for every leaf that differs between two resolved configs."""
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += config_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return changes
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop rows logged after `step` (a resumed run redoes those steps and logs them again)."""
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(r + "\n" for r in rows))
+
+
+def open_tensorboard(path: Path):
+    """A TensorBoard SummaryWriter, or None when tensorboard cannot be imported."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency, but a broken install must not stop training
+        return None
+    return SummaryWriter(str(path))

@@ -67,11 +67,15 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
         test_ex, _ = load_conversations(d.test_path, d.format, d.on_bad_row, data_report)
     if d.max_examples and len(train_ex) > d.max_examples:
         train_ex = random.Random(config.train.seed).sample(train_ex, d.max_examples)
-    num_task_examples = len(train_ex)
+    num_task_examples, num_replay_examples = len(train_ex), 0
     if d.replay_path and d.replay_fraction > 0:
         replay, _ = load_conversations(d.replay_path, "auto", d.on_bad_row, data_report)
         want = round(len(train_ex) * d.replay_fraction / (1 - d.replay_fraction))
-        train_ex = train_ex + random.Random(config.train.seed + 1).sample(replay, min(want, len(replay)))
+        picked = random.Random(config.train.seed + 1).sample(replay, min(want, len(replay)))
+        if len(picked) < want:
+            report.note(f"data.replay_path holds {len(replay)} examples, fewer than the {want} that "
+                        f"replay_fraction {d.replay_fraction} asks for; all {len(replay)} are mixed in")
+        train_ex, num_replay_examples = train_ex + picked, len(picked)
     train_tok, _ = tokenize_examples(tokenizer, train_ex, d.max_length, d.overlong, d.train_on, data_report)
     val_tok, _ = tokenize_examples(tokenizer, val_ex, d.max_length, d.overlong, d.train_on, data_report)
     if not train_tok:
@@ -124,7 +128,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
         "base model": resolve_model_path(config.model.name) if config.model.name == "default" else config.model.name,
         "method": t.method + (f" (r={config.lora.r}, alpha={config.lora.alpha})" if t.method == "lora" else ""),
         "trainable params": f"{trainable:,} of {total:,} ({100 * trainable / total:.2f}%)",
-        "examples": f"train {len(train_tok)} (task {num_task_examples}), val {len(val_tok)}, test {len(test_ex)}; "
+        "examples": f"train {len(train_tok)} (task {num_task_examples}, replay {num_replay_examples}), val {len(val_tok)}, test {len(test_ex)}; "
                     f"skipped {data_report.rows_skipped} {dict(data_report.skipped) or ''}, "
                     f"truncated {data_report.truncated}",
         "batch": f"micro_batch_size {t.micro_batch_size} x grad_accum_steps {t.grad_accum_steps} x processes "
@@ -288,7 +292,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
                    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         summary = {
             "base_model": config.model.name, "method": t.method,
-            "num_train_examples": len(train_tok), "num_val_examples": len(val_tok), "num_test_examples": len(test_ex),
+            "num_train_examples": len(train_tok), "num_replay_examples": num_replay_examples, "num_val_examples": len(val_tok), "num_test_examples": len(test_ex),
             "rows_skipped": data_report.rows_skipped, "skipped_by_reason": dict(data_report.skipped),
             "num_truncated": data_report.truncated,
             "steps": state["step"], "initial_val_loss": state["initial_val_loss"],

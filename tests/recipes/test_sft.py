@@ -326,3 +326,12 @@ def test_eval_safety_puts_the_headline_in_summary(tmp_path, tiny_model_dir, monk
     assert summary["safety"] == {**full["headline"], "output_dir": str(run / "safety")}
     assert {"refusal_rate", "over_refusal_rate", "hhh_accuracy", "refusal_rate_delta"} <= set(summary["safety"])
     assert "gain_over_prompting" not in summary  # eval.after_training is off
+
+
+def test_replay_mixes_the_asked_fraction_of_general_examples(tmp_path, tiny_model_dir):
+    general = write_data(tmp_path / "general.jsonl", n=40, seed=7)
+    cfg = make_config(tmp_path, tiny_model_dir, max_steps=1,
+                      data={"replay_path": str(general), "replay_fraction": 0.25})
+    summary = train(cfg, quiet=True)
+    # 24 task examples, 6 held out for validation: 18 train; 25% replay -> 18 * 0.25 / 0.75 = 6 general examples
+    assert (summary["num_train_examples"], summary["num_replay_examples"], summary["num_val_examples"]) == (24, 6, 6)

@@ -120,8 +120,18 @@ def test_skip_bad_rows_counts_by_reason_and_writes_rejects(run, tmp_path):
     assert written[2]["row"] == {"question": "Q", "answer": "A"}
 
 
+def test_every_row_bad_still_writes_the_rejects(run, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "hi"}]}\nnot json\n')
+    rejects = tmp_path / "rejects.jsonl"
+    code, out, err = run("data", "inspect", str(path), "--skip-bad-rows", "--rejects", str(rejects))
+    assert code == 2 and "no usable rows" in err and str(rejects) in err.replace("\n", "")
+    written = [json.loads(x) for x in rejects.read_text().splitlines()]
+    assert [(r["line"], r["reason"]) for r in written] == [(1, "no_final_assistant"), (2, "malformed_json")]
+
+
 def test_human_output_prints_the_table_and_highlights_trained_tokens(run, monkeypatch):
-    monkeypatch.setattr(cli, "out", Console(force_terminal=True, color_system="standard", width=100))
+    monkeypatch.setattr(cli.root, "out", Console(force_terminal=True, color_system="standard", width=100))
     code, out, err = run("data", "inspect", str(ASSETS / "messages.jsonl"), "--examples", "1")
     assert (code, err) == (0, "")
     plain = re.sub(r"\x1b\[[0-9;]*m", "", out)

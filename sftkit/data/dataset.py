@@ -63,6 +63,11 @@ class DataReport:
     def rows_skipped(self) -> int:
         return sum(self.skipped.values())
 
+    def skipped_text(self) -> str:
+        """`skipped N (reason: n, ...), truncated M` for start-up tables."""
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.skipped.items()) if v)
+        return f"skipped {self.rows_skipped}" + (f" ({reasons})" if reasons else "") + f", truncated {self.truncated}"
+
     def write_rejects(self, path: str | Path) -> None:
         with open(path, "w", encoding="utf-8") as handle:
             for item in self.rejects:
@@ -110,8 +115,10 @@ def load_conversations(specs: str | list[str], fmt: str = "auto", on_bad_row: st
             report.formats[row_fmt] += 1
             examples.append(Example(messages, row.source, row.line, row.data))
     if not examples:
-        raise UserError(f"no usable rows in {specs} ({report.rows_read} read, {report.rows_skipped} skipped: "
-                        f"{dict(report.skipped)}); fix the data")
+        error = UserError(f"no usable rows in {specs} ({report.rows_read} read, {report.rows_skipped} skipped: "
+                          f"{dict(report.skipped)}); fix the data")
+        error.report = report  # callers can still write the rejects that explain it
+        raise error
     return examples, report
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -64,17 +65,20 @@ def print_comparison(comparison: dict, console: Console | None = None) -> None:
     forgetting = comparison.get("forgetting")
     if not forgetting:
         return
-    table = Table(title=f"forgetting: average retention {_fmt(forgetting['retention'])} (tuned / base)")
-    for name, justify in (("task", "left"), ("metric", "left"), ("base", "right"), ("tuned", "right"),
-                          ("delta (95% CI)", "right"), ("retention", "right")):
-        table.add_column(name, justify=justify)
+    table = Table(title=f"forgetting: average retention {_fmt(forgetting['retention'])} (tuned / base)",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  caption="DROP: the 95% CI of the change excludes zero (perplexity: CI of the log-perplexity change)")
+    for name, justify in (("task", "left"), ("base", "right"), ("tuned", "right"), ("delta", "right"),
+                          ("95% CI", "right"), ("retention", "right"), ("", "left")):
+        table.add_column(name, justify=justify, no_wrap=True)  # fits 80 columns without wrapping
     for task, row in forgetting["tasks"].items():
         d = _digits(row["metric"])
+        label = task.removeprefix("bigbench:") + ("" if row["metric"] in ("acc", "perplexity") else f" ({row['metric']})")
         if row["metric"] == "perplexity":
-            delta = f"{row['delta']:+.2f} [log CI {row['delta_log_ci_low']:+.3f}, {row['delta_log_ci_high']:+.3f}]"
+            delta, ci = f"{row['delta']:+.2f}", f"[{row['delta_log_ci_low']:+.3f}, {row['delta_log_ci_high']:+.3f}]"
         else:
-            delta = f"{row['delta']:+.3f} [{row['delta_ci_low']:+.3f}, {row['delta_ci_high']:+.3f}]"
-        table.add_row(task, row["metric"], _fmt(row["base"]["value"], d), _fmt(row["tuned"]["value"], d),
-                      delta + (" DROP" if row["flagged"] else ""), _fmt(row["retention"]),
+            delta, ci = f"{row['delta']:+.3f}", f"[{row['delta_ci_low']:+.3f}, {row['delta_ci_high']:+.3f}]"
+        table.add_row(label, _fmt(row["base"]["value"], d), _fmt(row["tuned"]["value"], d), delta, ci,
+                      _fmt(row["retention"]), "DROP" if row["flagged"] else "",
                       style="red" if row["flagged"] else None)
     console.print(table)

@@ -118,8 +118,7 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
                               and not start["continue_adapter"] else ""),
         "loss": f"{c.loss_type}, beta {c.beta}; reference: {reference_mode.replace('_', ' ')}",
         "trainable params": f"{trainable:,} of {total:,} ({100 * trainable / total:.2f}%)",
-        "pairs": f"train {len(train_tok)}, val {len(val_tok)}; skipped {data_report.rows_skipped} "
-                 f"{dict(data_report.skipped) or ''}, truncated {data_report.truncated}",
+        "pairs": f"train {len(train_tok)}, val {len(val_tok)}; {data_report.skipped_text()}",
         "batch": f"micro_batch_size {t.micro_batch_size} x grad_accum_steps {t.grad_accum_steps} x processes "
                  f"{world.world_size} = {pairs_per_step} pairs per optimizer step",
         "steps": f"{total_steps} optimizer steps ({epoch_steps} per epoch), warmup {warmup_steps}, "

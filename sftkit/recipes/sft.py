@@ -128,9 +128,8 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
         "base model": resolve_model_path(config.model.name) if config.model.name == "default" else config.model.name,
         "method": t.method + (f" (r={config.lora.r}, alpha={config.lora.alpha})" if t.method == "lora" else ""),
         "trainable params": f"{trainable:,} of {total:,} ({100 * trainable / total:.2f}%)",
-        "examples": f"train {len(train_tok)} (task {num_task_examples}, replay {num_replay_examples}), val {len(val_tok)}, test {len(test_ex)}; "
-                    f"skipped {data_report.rows_skipped} {dict(data_report.skipped) or ''}, "
-                    f"truncated {data_report.truncated}",
+        "examples": f"train {len(train_tok)} (task {num_task_examples}, replay {num_replay_examples}), "
+                    f"val {len(val_tok)}, test {len(test_ex)}; {data_report.skipped_text()}",
         "batch": f"micro_batch_size {t.micro_batch_size} x grad_accum_steps {t.grad_accum_steps} x processes "
                  f"{world.world_size} = {examples_per_step} examples per optimizer step",
         "tokens per step": f"~{train_tokens_total / len(train_tok) * examples_per_step:,.0f} "

@@ -1,0 +1,43 @@
+"""The `sftkit` command line: one sub-command per verb, grouped in modules by what they act on; the work lives
+in the library modules. `main` turns user mistakes into one line and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.text import Text
+
+# Importing a module registers its sub-commands; `sftkit --help` lists them in this order.
+from sftkit.cli import run  # noqa: F401  isort: skip
+from sftkit.cli import generate  # noqa: F401  isort: skip
+from sftkit.cli import evaluate  # noqa: F401  isort: skip
+from sftkit.cli import data  # noqa: F401  isort: skip
+from sftkit.cli.root import app, console
+from sftkit.errors import UserError
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point: user mistakes print one line and exit 2, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except UserError as exc:
+        console.print(Text.assemble(("error: ", "bold red"), exc.format()), soft_wrap=True)
+        sys.exit(2)
+    except typer.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise

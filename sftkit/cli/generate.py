@@ -1,0 +1,74 @@
+"""`sftkit generate` and `sftkit chat`: use a base model or a run directory."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from sftkit.cli import root
+from sftkit.cli.root import app
+
+
+def _chat_messages(system: Optional[str], prompt: str) -> list[dict]:
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+
+
+_GUARD_BLOCKLIST = typer.Option("--guard-blocklist", help="guardrail: file of regular expressions (one per line) that "
+                                "block a request or reply; `default` = the shipped list (repeatable; off by default)")
+_GUARD_CLASSIFIER = typer.Option("--guard-classifier", help="guardrail: package.module:function taking a text and "
+                                 "returning True or a score >= 0.5 to block it (off by default)")
+
+
+@app.command("generate")
+def generate_cmd(
+    model: Annotated[str, typer.Argument(help="run directory, model directory, hub id or `default`")],
+    prompt: Annotated[list[str], typer.Option("--prompt", help="user message (repeatable)")],
+    system: Annotated[Optional[str], typer.Option(help="system message")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="generation limit")] = 256,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
+    guard_blocklist: Annotated[Optional[list[str]], _GUARD_BLOCKLIST] = None,
+    guard_classifier: Annotated[Optional[str], _GUARD_CLASSIFIER] = None,
+):
+    """Generate replies with the model's chat template."""
+    from sftkit.generation import generate_replies
+    from sftkit.models import load_for_inference
+    from sftkit.safety.guardrails import Guardrail
+
+    guard = Guardrail.from_options(guard_blocklist, guard_classifier)
+    lm, tokenizer, _ = load_for_inference(model)
+    replies = generate_replies(lm, tokenizer, [_chat_messages(system, p) for p in prompt], max_new_tokens, temperature,
+                               guard=guard)
+    for reply in replies:
+        print(reply)
+
+
+@app.command("chat")
+def chat_cmd(
+    model: Annotated[str, typer.Argument(help="run directory, model directory, hub id or `default`")],
+    system: Annotated[Optional[str], typer.Option(help="system message")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="generation limit per reply")] = 256,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
+    guard_blocklist: Annotated[Optional[list[str]], _GUARD_BLOCKLIST] = None,
+    guard_classifier: Annotated[Optional[str], _GUARD_CLASSIFIER] = None,
+):
+    """Interactive chat with a model or run directory (empty line or Ctrl-D to quit)."""
+    from sftkit.generation import generate_replies
+    from sftkit.models import load_for_inference
+    from sftkit.safety.guardrails import Guardrail
+
+    guard = Guardrail.from_options(guard_blocklist, guard_classifier)
+    lm, tokenizer, name = load_for_inference(model)
+    root.console.print(f"chatting with {name}; empty line to quit")
+    history = [{"role": "system", "content": system}] if system else []
+    while True:
+        try:
+            text = input("you> ").strip()
+        except EOFError:
+            break
+        if not text:
+            break
+        history.append({"role": "user", "content": text})
+        reply = generate_replies(lm, tokenizer, [history], max_new_tokens, temperature, guard=guard)[0]
+        history.append({"role": "assistant", "content": reply})
+        print(f"model> {reply}")

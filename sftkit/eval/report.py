@@ -67,7 +67,8 @@ def print_comparison(comparison: dict, console: Console | None = None) -> None:
         return
     table = Table(title=f"forgetting: average retention {_fmt(forgetting['retention'])} (tuned / base)",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
-                  caption="DROP: the 95% CI of the change excludes zero (perplexity: CI of the log-perplexity change)")
+                  caption="DROP: the 95% CI of the change excludes zero (perplexity: CI of the log-perplexity change)"
+                  if forgetting.get("flagged") else None)
     for name, justify in (("task", "left"), ("base", "right"), ("tuned", "right"), ("delta", "right"),
                           ("95% CI", "right"), ("retention", "right"), ("", "left")):
         table.add_column(name, justify=justify, no_wrap=True)  # fits 80 columns without wrapping

@@ -146,9 +146,13 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
         (out_dir / "config.yaml").write_text(to_yaml(config))
         write_json(out_dir / "versions.json", versions())
         (out_dir / "data").mkdir(exist_ok=True)
-        for split, rows in (("train", train_ex), ("val", val_ex), ("test", test_ex)):
-            write_jsonl(out_dir / "data" / f"{split}.jsonl",
-                        ({"messages": e.messages, "source": e.source, "line": e.line} for e in rows))
+        # replay rows get their own file: `compare` draws its few-shot examples from the task's train.jsonl
+        splits = {"train": train_ex[:num_task_examples], "replay": train_ex[num_task_examples:], "val": val_ex,
+                  "test": test_ex}
+        for split, rows in splits.items():
+            if rows or split != "replay":
+                write_jsonl(out_dir / "data" / f"{split}.jsonl",
+                            ({"messages": e.messages, "source": e.source, "line": e.line} for e in rows))
         if data_report.rejects:
             data_report.write_rejects(out_dir / "rejects.jsonl")
         tokenizer.save_pretrained(out_dir / "tokenizer")

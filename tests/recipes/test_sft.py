@@ -335,3 +335,8 @@ def test_replay_mixes_the_asked_fraction_of_general_examples(tmp_path, tiny_mode
     summary = train(cfg, quiet=True)
     # 24 task examples, 6 held out for validation: 18 train; 25% replay -> 18 * 0.25 / 0.75 = 6 general examples
     assert (summary["num_train_examples"], summary["num_replay_examples"], summary["num_val_examples"]) == (24, 6, 6)
+    data = Path(cfg.output_dir) / "data"
+    task_rows = [json.loads(x) for x in (data / "train.jsonl").read_text().splitlines()]
+    replay_rows = [json.loads(x) for x in (data / "replay.jsonl").read_text().splitlines()]
+    assert (len(task_rows), len(replay_rows)) == (18, 6)  # few-shot prompts in `compare` come from task rows only
+    assert {r["source"] for r in replay_rows} == {str(general)} and str(general) not in {r["source"] for r in task_rows}

@@ -26,6 +26,7 @@ class Example:
     source: str
     line: int
     raw: dict = field(default_factory=dict)
+    context: dict = field(default_factory=dict)  # reader-supplied context the row needs (BIG-bench task prefix)
 
 
 @dataclass
@@ -113,7 +114,7 @@ def load_conversations(specs: str | list[str], fmt: str = "auto", on_bad_row: st
                 report.reject(exc.reason, str(exc), row.source, row.line, row.data)
                 continue
             report.formats[row_fmt] += 1
-            examples.append(Example(messages, row.source, row.line, row.data))
+            examples.append(Example(messages, row.source, row.line, row.data, row.extra))
     if not examples:
         error = UserError(f"no usable rows in {specs} ({report.rows_read} read, {report.rows_skipped} skipped: "
                           f"{dict(report.skipped)}); fix the data")

@@ -117,9 +117,18 @@ def _prompt_completion(row: Row) -> list[dict]:
     return head + tail
 
 
+BIGBENCH_CONTEXT = ("task_prefix", "example_input_prefix", "example_output_prefix", "choice_prefix",
+                    "append_choices_to_input")
+
+
 def bigbench_prompt(data: dict, extra: dict) -> str:
     """The user turn of a BIG-bench example: task prefix, input, and the answer choices of a multiple-choice
-    example unless the task sets `append_choices_to_input: false`."""
+    example unless the task sets `append_choices_to_input: false`.
+
+    The task-level context comes from `extra` (read from task.json) or, for rows written out on their own (a
+    curated file in `keep` format), from the same keys in the row itself.
+    """
+    extra = {**{k: data[k] for k in BIGBENCH_CONTEXT if k in data}, **extra}
     prefix = extra.get("task_prefix") or ""
     text = prefix + (extra.get("example_input_prefix") or "") + str(data["input"])
     scores = data.get("target_scores")

@@ -161,6 +161,26 @@ def test_mixed_formats_get_a_messages_field(tmp_path):
     assert len(examples) == 2 and dict(data_report.formats) == {"messages": 2}
 
 
+def test_bigbench_rows_kept_in_their_format_render_the_same_prompt(tmp_path):
+    """A task.json curated in `keep` format carries its task prefix, so re-reading gives the same chats."""
+    from sftkit.data.dataset import load_conversations
+
+    task = {"task_prefix": "Classify the intent.\n", "example_input_prefix": "Utterance: ",
+            "examples": [{"input": text, "target_scores": {"music": 1, "alarm": 0}} for text in (
+                "play the new album by the beatles in the kitchen", "wake me at seven tomorrow morning",
+                "put some relaxing jazz on for dinner", "set an alarm for the meeting at noon")]}
+    (tmp_path / "task.json").write_text(json.dumps(task))
+    report = curate([str(tmp_path / "task.json")], tmp_path / "out.jsonl", CurateConfig(workers=1))
+    assert report["output_format"] == "keep"
+    before, _ = load_conversations(str(tmp_path / "task.json"))
+    after, data_report = load_conversations(str(tmp_path / "out.jsonl"))
+    assert dict(data_report.formats) == {"bigbench": len(after)} and len(after) >= 1
+    original = {ex.messages[0]["content"]: ex.messages for ex in before}
+    for ex in after:
+        assert ex.messages[0]["content"].startswith("Classify the intent.\nUtterance: ")
+        assert ex.messages == original[ex.messages[0]["content"]]
+
+
 def test_output_may_not_overwrite_an_input(run):
     from sftkit.errors import UserError
 

@@ -232,6 +232,8 @@ def _write(run: _Run, loader_rejects: list[dict], out_path: Path, rejects_path: 
             raw = ex.raw
             if output_format == "messages" and detect_format(raw) != "messages":
                 raw = {**raw, "messages": ex.messages}
+            elif ex.context:  # a row kept in its own format must still render as it did (BIG-bench task prefix)
+                raw = {**{k: v for k, v in ex.context.items() if v is not None}, **raw}
             handle.write(dumps(detector.mask_row(raw) if row in masked else raw))
     rank: dict[str, int] = {}
     for ex in run.examples:

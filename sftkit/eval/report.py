@@ -65,13 +65,17 @@ def print_comparison(comparison: dict, console: Console | None = None) -> None:
     forgetting = comparison.get("forgetting")
     if not forgetting:
         return
+    notes = []
+    if forgetting.get("flagged"):
+        notes.append("DROP: the 95% CI of the change excludes zero")
+    if any(row["metric"] == "perplexity" for row in forgetting["tasks"].values()):
+        notes.append("perplexity rows: the CI is of the log-perplexity change")
     table = Table(title=f"forgetting: average retention {_fmt(forgetting['retention'])} (tuned / base)",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
-                  caption="DROP: the 95% CI of the change excludes zero (perplexity: CI of the log-perplexity change)"
-                  if forgetting.get("flagged") else None)
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, caption="; ".join(notes) or None)
     for name, justify in (("task", "left"), ("base", "right"), ("tuned", "right"), ("delta", "right"),
                           ("95% CI", "right"), ("retention", "right"), ("", "left")):
-        table.add_column(name, justify=justify, no_wrap=True)  # fits 80 columns without wrapping
+        # numbers are never cut; a long task name wraps instead
+        table.add_column(name, justify=justify, no_wrap=name != "task", overflow="fold" if name == "task" else None)
     for task, row in forgetting["tasks"].items():
         d = _digits(row["metric"])
         label = task.removeprefix("bigbench:") + ("" if row["metric"] in ("acc", "perplexity") else f" ({row['metric']})")

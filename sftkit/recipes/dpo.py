@@ -351,7 +351,7 @@ def _safety_after_training(out_dir: Path, config: DPOConfig, summary: dict) -> d
 
     result = run_safety(str(out_dir), against=config.eval.safety_against or config.model.name,
                         output_dir=out_dir / "safety")
-    summary["safety"] = result["headline"]
+    summary["safety"] = {**result["headline"], "output_dir": result["output_dir"]}
     write_json(out_dir / "summary.json", summary)
     print_safety(result)
     return summary

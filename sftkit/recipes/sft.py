@@ -67,7 +67,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
         test_ex, _ = load_conversations(d.test_path, d.format, d.on_bad_row, data_report)
     if d.max_examples and len(train_ex) > d.max_examples:
         train_ex = random.Random(config.train.seed).sample(train_ex, d.max_examples)
-    num_task_examples, num_replay_examples = len(train_ex), 0
+    num_task_examples = len(train_ex)
     if d.replay_path and d.replay_fraction > 0:
         replay, _ = load_conversations(d.replay_path, "auto", d.on_bad_row, data_report)
         want = round(len(train_ex) * d.replay_fraction / (1 - d.replay_fraction))
@@ -75,8 +75,13 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
         if len(picked) < want:
             report.note(f"data.replay_path holds {len(replay)} examples, fewer than the {want} that "
                         f"replay_fraction {d.replay_fraction} asks for; all {len(replay)} are mixed in")
-        train_ex, num_replay_examples = train_ex + picked, len(picked)
-    train_tok, _ = tokenize_examples(tokenizer, train_ex, d.max_length, d.overlong, d.train_on, data_report)
+        train_ex = train_ex + picked
+    # task and replay rows tokenised apart, so the counts below are of the examples that train
+    task_tok, _ = tokenize_examples(tokenizer, train_ex[:num_task_examples], d.max_length, d.overlong, d.train_on,
+                                    data_report)
+    replay_tok, _ = tokenize_examples(tokenizer, train_ex[num_task_examples:], d.max_length, d.overlong, d.train_on,
+                                      data_report)
+    train_tok = task_tok + replay_tok
     val_tok, _ = tokenize_examples(tokenizer, val_ex, d.max_length, d.overlong, d.train_on, data_report)
     if not train_tok:
         raise UserError("no training example has a trained token left; check max_length and the data")
@@ -128,7 +133,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
         "base model": resolve_model_path(config.model.name) if config.model.name == "default" else config.model.name,
         "method": t.method + (f" (r={config.lora.r}, alpha={config.lora.alpha})" if t.method == "lora" else ""),
         "trainable params": f"{trainable:,} of {total:,} ({100 * trainable / total:.2f}%)",
-        "examples": f"train {len(train_tok)} (task {num_task_examples}, replay {num_replay_examples}), "
+        "examples": f"train {len(train_tok)} (task {len(task_tok)}, replay {len(replay_tok)}), "
                     f"val {len(val_tok)}, test {len(test_ex)}; {data_report.skipped_text()}",
         "batch": f"micro_batch_size {t.micro_batch_size} x grad_accum_steps {t.grad_accum_steps} x processes "
                  f"{world.world_size} = {examples_per_step} examples per optimizer step",
@@ -150,9 +155,11 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
         splits = {"train": train_ex[:num_task_examples], "replay": train_ex[num_task_examples:], "val": val_ex,
                   "test": test_ex}
         for split, rows in splits.items():
+            path = out_dir / "data" / f"{split}.jsonl"
             if rows or split != "replay":
-                write_jsonl(out_dir / "data" / f"{split}.jsonl",
-                            ({"messages": e.messages, "source": e.source, "line": e.line} for e in rows))
+                write_jsonl(path, ({"messages": e.messages, "source": e.source, "line": e.line} for e in rows))
+            else:
+                path.unlink(missing_ok=True)  # a resumed run that no longer replays
         if data_report.rejects:
             data_report.write_rejects(out_dir / "rejects.jsonl")
         tokenizer.save_pretrained(out_dir / "tokenizer")
@@ -295,7 +302,8 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
                    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         summary = {
             "base_model": config.model.name, "method": t.method,
-            "num_train_examples": len(train_tok), "num_replay_examples": num_replay_examples, "num_val_examples": len(val_tok), "num_test_examples": len(test_ex),
+            "num_train_examples": len(train_tok), "num_replay_examples": len(replay_tok),
+            "num_val_examples": len(val_tok), "num_test_examples": len(test_ex),
             "rows_skipped": data_report.rows_skipped, "skipped_by_reason": dict(data_report.skipped),
             "num_truncated": data_report.truncated,
             "steps": state["step"], "initial_val_loss": state["initial_val_loss"],

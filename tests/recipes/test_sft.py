@@ -9,14 +9,16 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from sftkit.checkpoint import MARKER
 from sftkit.config import SFTConfig
-from sftkit.errors import NonFiniteLossError
+from sftkit.errors import NonFiniteLossError, UserError
 from sftkit.recipes.sft import train
 
 
@@ -55,24 +57,52 @@ def adapter_weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(run / "adapter" / "adapter_model.safetensors")
 
 
-def test_accumulation_equivalence(tmp_path, tiny_model_dir):
-    """8x1, 2x4 and 1x8 over the same examples give the same update (fp32, uneven lengths)."""
+def _capture_step_grads(monkeypatch) -> list[list[torch.Tensor]]:
+    """Record every trainable gradient at each of the recipe's optimizer steps (before AdamW turns it into
+    roughly lr * sign(g), which would hide a reweighting)."""
+    import sftkit.recipes.sft as sft
+
+    seen: list[list[torch.Tensor]] = []
+    build = sft.build_optimizer
+
+    def build_and_spy(*args, **kwargs):
+        optimizer = build(*args, **kwargs)
+        step = optimizer.step
+
+        def spy(self, *a, **k):
+            seen.append([p.grad.detach().clone() for group in self.param_groups for p in group["params"]])
+            return step(*a, **k)
+
+        optimizer.step = types.MethodType(spy, optimizer)  # a bound method, as the LR scheduler expects
+        return optimizer
+
+    monkeypatch.setattr(sft, "build_optimizer", build_and_spy)
+    return seen
+
+
+def test_accumulation_equivalence(tmp_path, tiny_model_dir, monkeypatch):
+    """8x1, 2x4 and 1x8 over the same examples give the same gradients, losses and update (fp32, uneven
+    lengths), including the last, partial step: 18 training examples make steps of 8, 8 and 2."""
     results = []
+    seen = _capture_step_grads(monkeypatch)
     for mb, ga in ((8, 1), (2, 4), (1, 8)):
         (tmp_path / f"{mb}x{ga}").mkdir()
-        cfg = make_config(tmp_path / f"{mb}x{ga}", tiny_model_dir, micro_batch_size=mb, grad_accum_steps=ga, max_steps=2)
+        del seen[:]
+        cfg = make_config(tmp_path / f"{mb}x{ga}", tiny_model_dir, micro_batch_size=mb, grad_accum_steps=ga, max_steps=3)
         summary = train(cfg, quiet=True)
-        results.append((summary, adapter_weights(Path(cfg.output_dir))))
-    (s0, w0) = results[0]
-    for s, w in results[1:]:
+        losses = [json.loads(x)["train_loss"] for x in (Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines()
+                  if "train_loss" in x]
+        results.append((summary, adapter_weights(Path(cfg.output_dir)), list(seen), losses))
+    (s0, w0, g0, l0) = results[0]
+    assert s0["steps"] == 3 and len(g0) == 3 and len(l0) == 3
+    for s, w, g, losses in results[1:]:
         assert s["trained_tokens"] == s0["trained_tokens"]
+        assert losses == pytest.approx(l0, rel=1e-5)
+        for step_grads, step_grads0 in zip(g, g0, strict=True):
+            for grad, grad0 in zip(step_grads, step_grads0, strict=True):
+                torch.testing.assert_close(grad, grad0, rtol=1e-4, atol=1e-7)
         for name in w0:
             torch.testing.assert_close(w[name], w0[name], rtol=1e-3, atol=1e-5)
-    losses = [json.loads(x)["train_loss"] for x in (tmp_path / "8x1/run/metrics.jsonl").read_text().splitlines()
-              if "train_loss" in x]
-    losses_2x4 = [json.loads(x)["train_loss"] for x in (tmp_path / "2x4/run/metrics.jsonl").read_text().splitlines()
-                  if "train_loss" in x]
-    assert losses == pytest.approx(losses_2x4, rel=1e-5)
 
 
 def test_mean_of_means_would_differ(tiny_model_dir, tokenizer):
@@ -188,6 +218,36 @@ def test_nan_guard_stops_before_step(tmp_path, tiny_model_dir, monkeypatch):
     assert not (Path(cfg.output_dir) / "summary.json").exists()
 
 
+def test_non_finite_gradient_norm_stops_before_the_optimizer_steps(tmp_path, tiny_model_dir, monkeypatch):
+    """A finite loss with an inf gradient norm also stops the run, and the optimizer never takes that step."""
+    import sftkit.recipes.sft as sft
+
+    seen = _capture_step_grads(monkeypatch)
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def clip_then_poison(params, max_norm, *args, **kwargs):
+        norm = clip(params, max_norm, *args, **kwargs)
+        return norm * float("inf") if len(seen) == 1 else norm  # the recipe's second step
+
+    monkeypatch.setattr(sft.torch.nn.utils, "clip_grad_norm_", clip_then_poison)
+    cfg = make_config(tmp_path, tiny_model_dir, max_steps=4, micro_batch_size=6)
+    with pytest.raises(NonFiniteLossError, match="non-finite gradient norm at step 2"):
+        train(cfg, quiet=True)
+    assert len(seen) == 1  # step 1 was applied; step 2 was refused before optimizer.step()
+
+
+def test_mass_length_drops_stop_the_run(tmp_path, tiny_model_dir):
+    """More than half of the examples dropped for length is a configuration mistake, not a run to start."""
+    rows = [("Hi.", "Hello.")] * 4 + [("Tell me a story.", "Once upon a time " * 40)] * 6
+    data = tmp_path / "stories.jsonl"  # make_config writes its own data.jsonl
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": u},
+                                                     {"role": "assistant", "content": a}]}) + "\n" for u, a in rows))
+    cfg = make_config(tmp_path, tiny_model_dir, max_steps=1,
+                      data={"train_path": str(data), "max_length": 64, "overlong": "drop", "val_fraction": 0.2})
+    with pytest.raises(UserError, match=r"6 of 10 examples were dropped for length; raise data.max_length \(now 64\)"):
+        train(cfg, quiet=True)
+
+
 def _run_cli(args, env, **kw):
     return subprocess.Popen([sys.executable, "-m", "sftkit.cli", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **kw)
@@ -247,7 +307,7 @@ def test_two_process_gloo_equals_one_process(tmp_path, tiny_model_dir):
                       "eval_every": 2})
     two = dict(common, output_dir=str(tmp_path / "two"),
                train={"max_steps": 4, "micro_batch_size": 2, "grad_accum_steps": 2, "learning_rate": 1e-2,
-                      "eval_every": 2})
+                      "eval_every": 2, "save_every": 1, "keep_last": 1})  # every step: both ranks race to save
     (tmp_path / "one.yaml").write_text(yaml.safe_dump(one))
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(two))
     assert _run_cli(["train", str(tmp_path / "one.yaml")], env).wait(timeout=300) == 0
@@ -264,6 +324,9 @@ def test_two_process_gloo_equals_one_process(tmp_path, tiny_model_dir):
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-5)
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["world_size"] == 2
+    # only rank 0 writes: one complete checkpoint, no half-written or duplicate directories
+    assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == ["best", "step-0000004"]
+    assert (tmp_path / "two" / "checkpoints" / "step-0000004" / MARKER).exists()
     assert math.isfinite(json.loads((tmp_path / "two" / "summary.json").read_text())["best_val_loss"])
 
 

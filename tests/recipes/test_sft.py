@@ -285,6 +285,47 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path, tiny_model_dir):
     assert len(curve(runs["straight"])) == 16 + 1  # 16 steps + the initial validation row
 
 
+def test_crash_mid_epoch_and_mid_window_then_resume_matches_uninterrupted(tmp_path, tiny_model_dir, monkeypatch):
+    """Deterministic counterpart of the SIGKILL test: the crash lands inside an epoch (resume from step 2 of 5
+    per epoch) and between the two micro-batches of step 4; LoRA dropout makes the RNG state matter."""
+    import sftkit.recipes.sft as sft
+
+    def config(name):
+        (tmp_path / name).mkdir()
+        return make_config(tmp_path / name, tiny_model_dir, max_steps=7, micro_batch_size=2, grad_accum_steps=2,
+                           save_every=2, eval_every=3, learning_rate=5e-3, lora={"dropout": 0.1})
+
+    straight = train(config("straight"), quiet=True)
+    original, calls = sft.CausalLMLoss.forward, {"n": 0}
+
+    def crash_on_eighth_micro_batch(self, batch):
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 8:  # steps 1-3 take 6 micro-batches; this is step 4's second
+                raise RuntimeError("simulated crash")
+        return original(self, batch)
+
+    crashed = config("crashed")
+    monkeypatch.setattr(sft.CausalLMLoss, "forward", crash_on_eighth_micro_batch)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(crashed, quiet=True)
+    monkeypatch.setattr(sft.CausalLMLoss, "forward", original)
+    assert [p.name for p in ckpt_dirs(crashed)] == ["step-0000002"]
+    resumed = train(crashed, resume=True, quiet=True)
+    a, b = adapter_weights(Path(tmp_path / "straight" / "run")), adapter_weights(Path(crashed.output_dir))
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    rows = lambda run: [{k: v for k, v in json.loads(x).items() if "per_second" not in k}  # noqa: E731
+                        for x in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+    assert rows(tmp_path / "straight" / "run") == rows(crashed.output_dir)  # lr, grad_norm, epoch, losses
+    for key in ("steps", "trained_tokens", "best_val_loss", "best_step"):
+        assert resumed[key] == straight[key], key
+
+
+def ckpt_dirs(cfg) -> list[Path]:
+    return sorted((Path(cfg.output_dir) / "checkpoints").glob("step-*"))
+
+
 def test_existing_run_needs_resume(tmp_path, tiny_model_dir):
     from sftkit.errors import UserError
 

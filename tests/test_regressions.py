@@ -97,11 +97,30 @@ def test_14_trust_remote_code_off_by_default_and_refused(tmp_path, tiny_model_di
     remote = tmp_path / "remote"
     shutil.copytree(tiny_model_dir, remote)
     config = json.loads((remote / "config.json").read_text())
-    config.update(model_type="custom_remote", auto_map={"AutoModelForCausalLM": "modeling_custom.CustomLM"})
+    # the model's own files asking for remote code must not switch it on
+    config.update(model_type="custom_remote", auto_map={"AutoModelForCausalLM": "modeling_custom.CustomLM"},
+                  trust_remote_code=True)
     (remote / "config.json").write_text(json.dumps(config))
     (remote / "modeling_custom.py").write_text("raise SystemExit('remote code ran')\n")
     with pytest.raises(UserError, match="trust_remote_code"):
         load_model(str(remote))
+    from sftkit.models import load_tokenizer
+
+    tokenizer_config = json.loads((remote / "tokenizer_config.json").read_text())
+    tokenizer_config.update(tokenizer_class="CustomTokenizer",
+                            auto_map={"AutoTokenizer": ["tokenization_custom.CustomTokenizer", None]})
+    (remote / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    (remote / "tokenization_custom.py").write_text("raise SystemExit('remote code ran')\n")
+    with pytest.raises(UserError, match="trust_remote_code"):
+        load_tokenizer(str(remote))
+    # the same for a run's config: only the config in force (`model.trust_remote_code`) decides
+    from sftkit.config import load_config
+
+    data = write_data(tmp_path / "d.jsonl", n=4)
+    (tmp_path / "c.yaml").write_text(f"model:\n  name: {remote}\ndata:\n  train_path: {data}\n"
+                                     f"  trust_remote_code: true\n")
+    with pytest.raises(UserError, match="trust_remote_code"):
+        load_config(str(tmp_path / "c.yaml"))  # not a data option: rejected, never honoured
 
 
 def test_17_template_without_assistant_span_raises(tokenizer):
@@ -115,7 +134,9 @@ def test_17_template_without_assistant_span_raises(tokenizer):
     ex = Example([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], "f.jsonl", 3)
     with pytest.raises(UserError) as err:
         tokenize_examples(broken, [ex], 512)
-    assert "f.jsonl:3" in str(err.value)
+    message = str(err.value)
+    assert message.startswith("f.jsonl:3: the chat template of " + broken.name_or_path)  # where, and which template
+    assert "set model.chat_template" in message  # and how to fix it
 
 
 def test_20_all_masked_micro_batch_gives_connected_zero(tiny_model):
@@ -179,12 +200,14 @@ def test_09_10_resume_with_changed_config_honours_and_logs(tmp_path, tiny_model_
            "lora": {"dropout": 0.0}, "output_dir": str(tmp_path / "run")}
     train(SFTConfig.model_validate(raw), quiet=True)
     (tmp_path / "run" / "summary.json").unlink()
-    raw["train"].update(max_steps=4, learning_rate=5e-4)
+    raw["train"].update(max_steps=4, learning_rate=5e-4, micro_batch_size=2, grad_accum_steps=2)
     summary = train(SFTConfig.model_validate(raw), resume=True)
     assert summary["steps"] == 4
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "train_loss" in r] == [1, 2, 3, 4]  # each step logged once
     lrs = {r["step"]: r["lr"] for r in rows if "lr" in r}
     assert lrs[1] == pytest.approx(1e-3) and lrs[3] == pytest.approx(5e-4) and lrs[4] == pytest.approx(5e-4)
     err = capsys.readouterr().err
     assert "train.max_steps: 2 -> 4" in err and "train.learning_rate: 0.001 -> 0.0005" in err
+    assert "train.micro_batch_size: 4 -> 2" in err and "train.grad_accum_steps: 1 -> 2" in err
     assert adapter_weights(tmp_path / "run")

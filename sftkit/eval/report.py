@@ -78,7 +78,9 @@ def print_comparison(comparison: dict, console: Console | None = None) -> None:
         table.add_column(name, justify=justify, no_wrap=name != "task", overflow="fold" if name == "task" else None)
     for task, row in forgetting["tasks"].items():
         d = _digits(row["metric"])
-        label = task.removeprefix("bigbench:") + ("" if row["metric"] in ("acc", "perplexity") else f" ({row['metric']})")
+        label = task.removeprefix("bigbench:")
+        if row["metric"] not in ("acc", "perplexity"):
+            label += f" ({row['metric']})"
         if row["metric"] == "perplexity":
             delta, ci = f"{row['delta']:+.2f}", f"[{row['delta_log_ci_low']:+.3f}, {row['delta_log_ci_high']:+.3f}]"
         else:

@@ -143,3 +143,23 @@ def test_missing_chat_template_falls_back_to_chatml_with_warning(tokenizer, monk
                         "<|im_start|>user\nAnd 3+3?<|im_end|>\n<|im_start|>assistant\n6.<|im_end|>\n")
     assert trained(tok) == [(13, 36), (14, 30), (15, IM_END), (32, 38), (33, 30), (34, IM_END)]
     check_invariants(tok)
+
+
+def test_template_bos_is_not_doubled_by_a_tokenizer_that_adds_one(tokenizer):
+    """Llama-3-style: the template writes `{{ bos_token }}` and the tokenizer would also prepend BOS on
+    encode; the rendered conversation must start with exactly one BOS (SmolLM2 itself has no BOS)."""
+    import copy
+
+    from tokenizers.processors import TemplateProcessing
+
+    tok = copy.deepcopy(tokenizer)
+    bos = "<|endoftext|>"
+    bos_id = tok.convert_tokens_to_ids(bos)
+    tok.bos_token = bos
+    tok.chat_template = "{{ bos_token }}" + CHATML_TEMPLATE
+    tok.backend_tokenizer.post_processor = TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, bos_id)])
+    assert tok("hi").input_ids[:2] == [bos_id, tok("hi", add_special_tokens=False).input_ids[0]]  # it does add one
+    out = tokenize_conversation(tok, WITH_SYSTEM)
+    assert out.input_ids[0] == bos_id and out.input_ids[1] == IM_START
+    assert out.input_ids.count(bos_id) == 1
+    assert [label for label in out.labels if label != IGNORE_INDEX] == [38634, 30, IM_END]  # "Paris" "." <|im_end|>

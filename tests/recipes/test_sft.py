@@ -88,7 +88,8 @@ def test_accumulation_equivalence(tmp_path, tiny_model_dir, monkeypatch):
     for mb, ga in ((8, 1), (2, 4), (1, 8)):
         (tmp_path / f"{mb}x{ga}").mkdir()
         del seen[:]
-        cfg = make_config(tmp_path / f"{mb}x{ga}", tiny_model_dir, micro_batch_size=mb, grad_accum_steps=ga, max_steps=3)
+        cfg = make_config(tmp_path / f"{mb}x{ga}", tiny_model_dir, micro_batch_size=mb, grad_accum_steps=ga,
+                          max_steps=3)
         summary = train(cfg, quiet=True)
         losses = [json.loads(x)["train_loss"] for x in (Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines()
                   if "train_loss" in x]
@@ -144,9 +145,22 @@ def test_trainable_change_frozen_do_not(tmp_path, tiny_model_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    cfg = make_config(tmp_path, tiny_model_dir, max_steps=3, lora={"dropout": 0.0, "merge": True})
+    cfg = make_config(tmp_path, tiny_model_dir, max_steps=3, save_every=1, keep_last=3,
+                      lora={"dropout": 0.0, "merge": True})
     summary = train(cfg, quiet=True)
     run = Path(cfg.output_dir)
+    losses = [r["train_loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+              if "train_loss" in r]
+    assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
+    steps = sorted((run / "checkpoints").glob("step-*"))
+    assert [p.name for p in steps] == ["step-0000001", "step-0000002", "step-0000003"]
+    for step in steps:
+        assert sorted(p.name for p in step.iterdir()) == sorted(
+            [MARKER, "optimizer.pt", "rng.pt", "scheduler.pt", "trainable.safetensors", "trainer_state.json"])
+    first, last = (load_file(step / "trainable.safetensors") for step in (steps[0], steps[-1]))
+    assert first.keys() == last.keys() and any("lora_A" in k for k in first)
+    unchanged = [k for k in first if torch.equal(first[k], last[k])]
+    assert unchanged == []  # every trainable tensor, lora_A and lora_B alike, moved after step 1
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), run / "adapter")
     base_sd = base.state_dict()
@@ -339,7 +353,8 @@ def test_existing_run_needs_resume(tmp_path, tiny_model_dir):
 def test_two_process_gloo_equals_one_process(tmp_path, tiny_model_dir):
     import yaml
 
-    data = write_data(tmp_path / "data.jsonl", n=30)
+    # 22 training rows: step 3 holds 6, so rank 1 has one micro-batch fewer and runs a no-target batch
+    data = write_data(tmp_path / "data.jsonl", n=28)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     common = {"model": {"name": str(tiny_model_dir)}, "data": {"train_path": str(data), "val_fraction": 0.2},
               "lora": {"dropout": 0.0}}

@@ -49,3 +49,22 @@ def tiny_model_dir(tmp_path_factory, tokenizer):
 @pytest.fixture
 def tiny_model():
     return make_tiny_model()
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    """Run `sftkit ARGS...` in-process as the console script does; returns (exit code, stdout, stderr)."""
+    import sys
+
+    from sftkit import cli
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["sftkit", *args])
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+    return invoke

@@ -19,18 +19,9 @@ GOOD = b'{"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "
 
 
 @pytest.fixture
-def run(monkeypatch, capsys, tokenizer):
-    """Run `sftkit ARGS...` in-process as the console script does; returns (exit code, stdout, stderr)."""
-    def invoke(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["sftkit", *args])
-        try:
-            cli.main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-    return invoke
+def run(run_cli, tokenizer):
+    """The in-process CLI, with the default model's tokenizer already converted."""
+    return run_cli
 
 
 def inspect_json(run, *args: str) -> dict:

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from sftkit import cli
 
 
 @pytest.fixture
-def run(monkeypatch, capsys, tmp_path):
+def run(run_cli, monkeypatch, tmp_path):
     monkeypatch.setenv("SFTKIT_HOME", str(tmp_path / "home"))
-
-    def invoke(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["sftkit", *args])
-        try:
-            cli.main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-    return invoke
+    return run_cli
 
 
 def test_eval_prints_a_table_and_writes_results(run, tiny_model_dir, mc_file, tmp_path):

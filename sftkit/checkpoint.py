@@ -80,6 +80,16 @@ def write_checkpoint(root: Path, step: int, model_state: dict, optimizer_state: 
     return final
 
 
+def refuse_to_overwrite(out_dir: Path, resume: bool, is_main: bool) -> None:
+    """Raise UserError if `out_dir` already holds a run (checkpoints or a summary) and this is not a resume."""
+    from sftkit.errors import UserError
+
+    existing = complete_checkpoints(out_dir / "checkpoints") if is_main else []
+    if not resume and (existing or (out_dir / "summary.json").exists()):
+        raise UserError(f"{out_dir} already holds a run: pass --resume to continue it, or set output_dir to a "
+                        "new directory")
+
+
 def complete_checkpoints(root: Path) -> list[Path]:
     """Complete checkpoints, oldest first; stale `.tmp` and unmarked directories are removed."""
     if not root.exists():

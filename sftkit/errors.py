@@ -36,3 +36,10 @@ class ConfigError(UserError):
 
 class NonFiniteLossError(UserError):
     """Training produced NaN/inf; raised before the optimizer step so weights stay intact."""
+
+    @classmethod
+    def at_step(cls, step: int, loss_is_finite: bool, last_checkpoint) -> NonFiniteLossError:
+        """The error for optimizer step `step` (1-based), naming the last good checkpoint (or none)."""
+        what = "gradient norm" if loss_is_finite else "loss"
+        return cls(f"non-finite {what} at step {step}; the optimizer step was skipped, weights are intact. Last "
+                   f"good checkpoint: {last_checkpoint or 'none'}. Lower train.learning_rate or check the data")

@@ -38,6 +38,40 @@ def write_jsonl(path: Path, rows) -> None:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def describe_run(out_dir: Path, config_yaml: str, tokenizer, splits: dict[str, list[dict]], data_report,
+                 optional: tuple[str, ...] = ()) -> None:
+    """Make a run directory describe itself: resolved config, versions, the exact data splits as JSONL
+    (`data/NAME.jsonl`), the rejected rows, and the tokenizer with its chat template.
+
+    A split named in `optional` with no rows gets no file, and an old one is removed (a resumed run that no
+    longer uses it).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(config_yaml)
+    write_json(out_dir / "versions.json", versions())
+    (out_dir / "data").mkdir(exist_ok=True)
+    for name, rows in splits.items():
+        path = out_dir / "data" / f"{name}.jsonl"
+        if rows or name not in optional:
+            write_jsonl(path, rows)
+        else:
+            path.unlink(missing_ok=True)
+    if data_report.rejects:
+        data_report.write_rejects(out_dir / "rejects.jsonl")
+    tokenizer.save_pretrained(out_dir / "tokenizer")
+
+
+def peak_memory_mb(device) -> float:
+    """Peak memory of this process so far: GPU memory allocated on CUDA, resident set size otherwise."""
+    import resource
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def export_model(model, tokenizer, output_dir: Path, method: str, merge: bool) -> dict[str, str]:
     """Write `adapter/` (LoRA, PEFT format) and/or `merged/` (plain transformers), both with the tokenizer.
 

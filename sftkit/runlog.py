@@ -33,3 +33,36 @@ def open_tensorboard(path: Path):
     except ImportError:  # tensorboard is a dependency, but a broken install must not stop training
         return None
     return SummaryWriter(str(path))
+
+
+class MetricsLog:
+    """metrics.jsonl plus TensorBoard events of one run; a no-op unless `enabled` (the main process).
+
+    resume_step: the step of the checkpoint a resumed run starts from; rows logged after it are dropped, since
+    those steps run again. None starts a fresh file.
+    """
+
+    def __init__(self, out_dir: Path, enabled: bool, resume_step: int | None = None):
+        self.file = self.writer = None
+        if not enabled:
+            return
+        path = out_dir / "metrics.jsonl"
+        if resume_step is not None:
+            truncate_metrics(path, resume_step)
+        self.file = open(path, "a" if resume_step is not None else "w", encoding="utf-8")
+        self.writer = open_tensorboard(out_dir / "tensorboard")
+
+    def log(self, row: dict) -> None:
+        """One row (`step` plus numbers); numeric values also become TensorBoard scalars at that step."""
+        if self.file:
+            self.file.write(json.dumps(row) + "\n")
+            self.file.flush()
+        if self.writer:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.writer.add_scalar(key, value, row["step"])
+
+    def close(self) -> None:
+        for handle in (self.file, self.writer):
+            if handle:
+                handle.close()

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from sftkit.cli import root
-from sftkit.cli.root import app
+from sftkit.cli.root import ModelArg, app
 from sftkit.errors import UserError
 
 
@@ -91,7 +91,7 @@ def compare_cmd(
 
 @app.command("safety")
 def safety_cmd(
-    model: Annotated[str, typer.Argument(help="run directory, model directory, hub id or `default`")],
+    model: ModelArg,
     against: Annotated[Optional[str], typer.Option(help="second model for before/after deltas, e.g. `default`")] = None,
     output: Annotated[Optional[Path], typer.Option(help="directory for safety.json and predictions.jsonl")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="generation limit per reply")] = 48,

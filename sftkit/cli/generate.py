@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from sftkit.cli import root
-from sftkit.cli.root import app
+from sftkit.cli.root import ModelArg, SystemOpt, TemperatureOpt, app
 
 
 def _chat_messages(system: Optional[str], prompt: str) -> list[dict]:
@@ -22,21 +22,18 @@ _GUARD_CLASSIFIER = typer.Option("--guard-classifier", help="guardrail: package.
 
 @app.command("generate")
 def generate_cmd(
-    model: Annotated[str, typer.Argument(help="run directory, model directory, hub id or `default`")],
+    model: ModelArg,
     prompt: Annotated[list[str], typer.Option("--prompt", help="user message (repeatable)")],
-    system: Annotated[Optional[str], typer.Option(help="system message")] = None,
+    system: SystemOpt = None,
     max_new_tokens: Annotated[int, typer.Option(help="generation limit")] = 256,
-    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
+    temperature: TemperatureOpt = 0.0,
     guard_blocklist: Annotated[Optional[list[str]], _GUARD_BLOCKLIST] = None,
     guard_classifier: Annotated[Optional[str], _GUARD_CLASSIFIER] = None,
 ):
     """Generate replies with the model's chat template."""
     from sftkit.generation import generate_replies
-    from sftkit.models import load_for_inference
-    from sftkit.safety.guardrails import Guardrail
 
-    guard = Guardrail.from_options(guard_blocklist, guard_classifier)
-    lm, tokenizer, _ = load_for_inference(model)
+    lm, tokenizer, _, guard = _load(model, guard_blocklist, guard_classifier)
     replies = generate_replies(lm, tokenizer, [_chat_messages(system, p) for p in prompt], max_new_tokens, temperature,
                                guard=guard)
     for reply in replies:
@@ -45,20 +42,17 @@ def generate_cmd(
 
 @app.command("chat")
 def chat_cmd(
-    model: Annotated[str, typer.Argument(help="run directory, model directory, hub id or `default`")],
-    system: Annotated[Optional[str], typer.Option(help="system message")] = None,
+    model: ModelArg,
+    system: SystemOpt = None,
     max_new_tokens: Annotated[int, typer.Option(help="generation limit per reply")] = 256,
-    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0,
+    temperature: TemperatureOpt = 0.0,
     guard_blocklist: Annotated[Optional[list[str]], _GUARD_BLOCKLIST] = None,
     guard_classifier: Annotated[Optional[str], _GUARD_CLASSIFIER] = None,
 ):
     """Interactive chat with a model or run directory (empty line or Ctrl-D to quit)."""
     from sftkit.generation import generate_replies
-    from sftkit.models import load_for_inference
-    from sftkit.safety.guardrails import Guardrail
 
-    guard = Guardrail.from_options(guard_blocklist, guard_classifier)
-    lm, tokenizer, name = load_for_inference(model)
+    lm, tokenizer, name, guard = _load(model, guard_blocklist, guard_classifier)
     root.console.print(f"chatting with {name}; empty line to quit")
     history = [{"role": "system", "content": system}] if system else []
     while True:
@@ -72,3 +66,12 @@ def chat_cmd(
         reply = generate_replies(lm, tokenizer, [history], max_new_tokens, temperature, guard=guard)[0]
         history.append({"role": "assistant", "content": reply})
         print(f"model> {reply}")
+
+
+def _load(model: str, guard_blocklist, guard_classifier):
+    """The model, tokenizer, display name and guardrail (checked before the model loads)."""
+    from sftkit.models import load_for_inference
+    from sftkit.safety.guardrails import Guardrail
+
+    guard = Guardrail.from_options(guard_blocklist, guard_classifier)
+    return (*load_for_inference(model), guard)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
 import typer
 from rich.console import Console
 
@@ -14,3 +16,10 @@ app.add_typer(model_app, name="model")
 app.add_typer(config_app, name="config")
 console = Console(stderr=True)  # progress, notes, errors
 out = Console()  # results: tables, JSON
+
+# Arguments and options several sub-commands share, so their names and help stay the same everywhere.
+ModelArg = Annotated[str, typer.Argument(help="run directory, model directory, hub id or `default`")]
+SystemOpt = Annotated[Optional[str], typer.Option(help="system message")]
+TemperatureOpt = Annotated[float, typer.Option(help="0 = greedy")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue from the latest complete checkpoint")]
+TrainSkipBadRowsOpt = Annotated[bool, typer.Option("--skip-bad-rows", help="same as --set data.on_bad_row=skip")]

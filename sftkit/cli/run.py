@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from sftkit.cli import root
-from sftkit.cli.root import app, config_app, model_app
+from sftkit.cli.root import ResumeOpt, TrainSkipBadRowsOpt, app, config_app, model_app
 
 
 @model_app.command("path")
@@ -37,8 +37,8 @@ def config_example(kind: Annotated[str, typer.Argument(help="sft or dpo")] = "sf
 def train_cmd(
     config: Annotated[Path, typer.Argument(help="YAML config (see `sftkit config example`)")],
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set train.learning_rate=1e-4")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue from the latest complete checkpoint")] = False,
-    skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="same as --set data.on_bad_row=skip")] = False,
+    resume: ResumeOpt = False,
+    skip_bad_rows: TrainSkipBadRowsOpt = False,
 ):
     """Fine-tune a model (LoRA or full) on instruction data; works under torchrun for several processes."""
     from sftkit.config import load_config
@@ -54,8 +54,8 @@ def train_cmd(
 def dpo_cmd(
     config: Annotated[Path, typer.Argument(help="YAML config (see `sftkit config example dpo`)")],
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set dpo.beta=0.2")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue from the latest complete checkpoint")] = False,
-    skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="same as --set data.on_bad_row=skip")] = False,
+    resume: ResumeOpt = False,
+    skip_bad_rows: TrainSkipBadRowsOpt = False,
 ):
     """Align a model (or an SFT run) to preference pairs with DPO or IPO; works under torchrun."""
     from sftkit.config import load_config

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sftkit.data.formats import FORMATS, RowError, detect_format, to_messages
-from sftkit.data.readers import BadRow, iter_rows
+from sftkit.data.readers import BadRow, Row, iter_rows
 from sftkit.data.templates import IGNORE_INDEX, TemplateError, ensure_chat_template, tokenize_conversation
 from sftkit.errors import UserError
 
@@ -60,6 +61,12 @@ class DataReport:
         self.skipped[reason] += 1
         self.rejects.append({"source": source, "line": line, "reason": reason, "message": message, "row": row})
 
+    def bad_row(self, on_bad_row: str, reason: str, message: str, source: str, line: int, row) -> None:
+        """A row that cannot be used: raise `file:line: message` (on_bad_row="error"), else count and keep it."""
+        if on_bad_row == "error":
+            raise UserError(f"{message} (or run with --skip-bad-rows)", source, line)
+        self.reject(reason, message, source, line, row)
+
     @property
     def rows_skipped(self) -> int:
         return sum(self.skipped.values())
@@ -74,6 +81,17 @@ class DataReport:
             for item in self.rejects:
                 # default=str: Parquet and hub rows may hold dates or bytes, which JSON cannot encode
                 handle.write(json.dumps(item, ensure_ascii=False, default=str) + "\n")
+
+
+def read_rows(specs: str | list[str], on_bad_row: str, report: DataReport) -> Iterator[Row]:
+    """Every parseable row of every source, counted in `report`; unparseable rows go to `report.bad_row`."""
+    for spec in [specs] if isinstance(specs, str) else list(specs):
+        for row in iter_rows(spec):
+            report.rows_read += 1
+            if isinstance(row, BadRow):
+                report.bad_row(on_bad_row, row.reason, row.message, row.source, row.line, row.raw)
+                continue
+            yield row
 
 
 def load_conversations(specs: str | list[str], fmt: str = "auto", on_bad_row: str = "error",
@@ -95,26 +113,17 @@ def load_conversations(specs: str | list[str], fmt: str = "auto", on_bad_row: st
     # Detected once per file from its first recognisable row, so that a row of that file missing a field is
     # reported as such rather than as an unknown schema; a directory may mix files of different formats.
     source_formats: dict[str, str] = {}
-    for spec in [specs] if isinstance(specs, str) else list(specs):
-        for row in iter_rows(spec):
-            report.rows_read += 1
-            if isinstance(row, BadRow):
-                if on_bad_row == "error":
-                    raise UserError(row.message + " (or run with --skip-bad-rows)", row.source, row.line)
-                report.reject(row.reason, row.message, row.source, row.line, row.raw)
-                continue
-            row_fmt = fmt if fmt != "auto" else source_formats.get(row.source) or detect_format(row.data)
-            if fmt == "auto" and row_fmt:
-                source_formats.setdefault(row.source, row_fmt)
-            try:
-                messages = to_messages(row, row_fmt or "auto")
-            except RowError as exc:
-                if on_bad_row == "error":
-                    raise UserError(f"{exc} (or run with --skip-bad-rows)", row.source, row.line) from None
-                report.reject(exc.reason, str(exc), row.source, row.line, row.data)
-                continue
-            report.formats[row_fmt] += 1
-            examples.append(Example(messages, row.source, row.line, row.data, row.extra))
+    for row in read_rows(specs, on_bad_row, report):
+        row_fmt = fmt if fmt != "auto" else source_formats.get(row.source) or detect_format(row.data)
+        if fmt == "auto" and row_fmt:
+            source_formats.setdefault(row.source, row_fmt)
+        try:
+            messages = to_messages(row, row_fmt or "auto")
+        except RowError as exc:
+            report.bad_row(on_bad_row, exc.reason, str(exc), row.source, row.line, row.data)
+            continue
+        report.formats[row_fmt] += 1
+        examples.append(Example(messages, row.source, row.line, row.data, row.extra))
     if not examples:
         error = UserError(f"no usable rows in {specs} ({report.rows_read} read, {report.rows_skipped} skipped: "
                           f"{dict(report.skipped)}); fix the data")

@@ -56,17 +56,29 @@ def collate(examples, packing: bool, pad_id: int) -> MicroBatch:
             lens.append(len(ex.input_ids))
         return MicroBatch(torch.tensor([ids]), torch.tensor([targets]), torch.tensor([positions]), None, lens,
                           len(examples))
-    width = max(len(ex.input_ids) for ex in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    targets = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for row, ex in enumerate(examples):
-        n = len(ex.input_ids)
-        ids[row, :n] = torch.tensor(ex.input_ids)
-        targets[row, :n] = torch.tensor(_shifted(ex.labels))
-        mask[row, :n] = 1
-    positions = torch.arange(width).unsqueeze(0).expand(len(examples), -1).contiguous()
+    ids, mask = pad_rows([ex.input_ids for ex in examples], pad_id)
+    targets, _ = pad_rows([_shifted(ex.labels) for ex in examples], IGNORE_INDEX)
+    positions = torch.arange(ids.shape[1]).unsqueeze(0).expand(len(examples), -1).contiguous()
     return MicroBatch(ids, targets, positions, mask, None, len(examples))
+
+
+def pad_rows(rows: list[list[int]], pad_id: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(input_ids, attention_mask)` for token lists padded to the longest; `left` for batched generation."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        span = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, span] = torch.tensor(r, dtype=torch.long)
+        mask[i, span] = 1
+    return ids, mask
+
+
+def longest_first(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices in batches of `batch_size`, longest first, so each batch pads little; callers put results back
+    in input order."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from sftkit.data.dataset import DataReport, TokenizedExample
+from sftkit.data.dataset import DataReport, TokenizedExample, read_rows
 from sftkit.data.formats import RowError, validate_messages
-from sftkit.data.readers import BadRow, Row, iter_rows
+from sftkit.data.readers import Row
 from sftkit.data.templates import IGNORE_INDEX, TemplateError, ensure_chat_template, tokenize_conversation
 from sftkit.errors import UserError
 
@@ -152,23 +152,14 @@ def load_preferences(specs: str | list[str], fmt: str = "auto", on_bad_row: str 
         raise UserError(f"unknown preference format {fmt!r}: use auto, {', '.join(PREFERENCE_FORMATS)}")
     report = report or DataReport()
     pairs = []
-    for spec in [specs] if isinstance(specs, str) else list(specs):
-        for row in iter_rows(spec):
-            report.rows_read += 1
-            if isinstance(row, BadRow):
-                if on_bad_row == "error":
-                    raise UserError(row.message + " (or run with --skip-bad-rows)", row.source, row.line)
-                report.reject(row.reason, row.message, row.source, row.line, row.raw)
-                continue
-            try:
-                pair = to_pair(row, fmt)
-            except RowError as exc:
-                if on_bad_row == "error":
-                    raise UserError(f"{exc} (or run with --skip-bad-rows)", row.source, row.line) from None
-                report.reject(exc.reason, str(exc), row.source, row.line, row.data)
-                continue
-            report.formats[detect_preference_format(row.data) if fmt == "auto" else fmt] += 1
-            pairs.append(pair)
+    for row in read_rows(specs, on_bad_row, report):
+        try:
+            pair = to_pair(row, fmt)
+        except RowError as exc:
+            report.bad_row(on_bad_row, exc.reason, str(exc), row.source, row.line, row.data)
+            continue
+        report.formats[detect_preference_format(row.data) if fmt == "auto" else fmt] += 1
+        pairs.append(pair)
     if not pairs:
         raise UserError(f"no usable preference pairs in {specs} ({report.rows_read} read, {report.rows_skipped} "
                         f"skipped: {dict(report.skipped)}); fix the data")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sftkit.data.packing import longest_first, pad_rows
 from sftkit.eval.tasks import ChoiceItem
 
 DELIMITER = " "
@@ -95,12 +96,7 @@ def _max_positions(model) -> int | None:
 def _score_batch(model, pad_id: int, batch: list[tuple[list[int], list[list[int]]]]) -> list[list[float]]:
     device = next(model.parameters()).device
     ctx_lens = [len(ctx) for ctx, _ in batch]
-    width = max(ctx_lens)
-    ctx_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    ctx_mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, (ctx, _) in enumerate(batch):
-        ctx_ids[row, width - len(ctx):] = torch.tensor(ctx)
-        ctx_mask[row, width - len(ctx):] = 1
+    ctx_ids, ctx_mask = pad_rows([ctx for ctx, _ in batch], pad_id, left=True)
     positions = (ctx_mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ctx_ids.to(device), attention_mask=ctx_mask.to(device),
                 position_ids=positions.to(device), use_cache=True, logits_to_keep=1)
@@ -109,12 +105,8 @@ def _score_batch(model, pad_id: int, batch: list[tuple[list[int], list[list[int]
     conts = [c for _, cs in batch for c in cs]
     cache = output_cache(out)
     cache.reorder_cache(torch.tensor(owner, device=device))
-    length = max(len(c) for c in conts)
-    cont_ids = torch.full((len(conts), length), pad_id, dtype=torch.long)
-    cont_mask = torch.zeros((len(conts), length), dtype=torch.long)
-    for row, c in enumerate(conts):
-        cont_ids[row, :len(c)] = torch.tensor(c)
-        cont_mask[row, :len(c)] = 1
+    cont_ids, cont_mask = pad_rows(conts, pad_id)
+    length = cont_ids.shape[1]
     index = torch.tensor(owner)
     # the first continuation token is predicted by the context's last position
     scores = token_logprobs(out.logits[:, -1][index.to(device)], cont_ids[:, 0])
@@ -151,10 +143,8 @@ def score_items(model, tokenizer, items: list[ChoiceItem], batch_size: int = 8,
         truncated.append(cut)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix_token_id(tokenizer)
     # longest contexts first, so each batch pads little; results go back to the input order
-    order = sorted(range(len(items)), key=lambda i: -len(encoded[i][0]))
     logprobs: list[list[float]] = [[] for _ in items]
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
+    for chunk in longest_first([len(ctx) for ctx, _ in encoded], batch_size):
         for i, lls in zip(chunk, _score_batch(model, pad_id, [encoded[i] for i in chunk])):
             logprobs[i] = lls
     scores = []

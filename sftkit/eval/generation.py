@@ -11,6 +11,7 @@ import re
 
 import torch
 
+from sftkit.data.packing import longest_first, pad_rows
 from sftkit.eval.metrics import GENERATION_METRICS, extract_answer, score_answer
 from sftkit.eval.tasks import GenerationItem
 
@@ -40,15 +41,9 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
     config = GenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=pad_id,
                               eos_token_id=_stop_ids(model, tokenizer))
     outputs: list[str] = [""] * len(prompts)
-    order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        width = max(len(encoded[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
-            mask[row, width - len(encoded[i]):] = 1
+    for chunk in longest_first([len(e) for e in encoded], batch_size):
+        ids, mask = pad_rows([encoded[i] for i in chunk], pad_id, left=True)
+        width = ids.shape[1]
         generated = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                                    generation_config=config)
         for row, i in enumerate(chunk):

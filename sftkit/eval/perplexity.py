@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from sftkit.data.packing import longest_first, pad_rows
 from sftkit.eval.choice import prefix_token_id, token_logprobs
 from sftkit.eval.tasks import TextItem
 
@@ -25,15 +26,8 @@ def score_texts(model, tokenizer, items: list[TextItem], batch_size: int = 8) ->
         encoded.append(ids[:limit])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix
     nll = [0.0] * len(items)
-    order = sorted(range(len(items)), key=lambda i: -len(encoded[i]))
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        width = max(len(encoded[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            ids[row, :len(encoded[i])] = torch.tensor(encoded[i])
-            mask[row, :len(encoded[i])] = 1
+    for chunk in longest_first([len(e) for e in encoded], batch_size):
+        ids, mask = pad_rows([encoded[i] for i in chunk], pad_id)
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
         per_token = token_logprobs(logits[:, :-1], ids[:, 1:]) * mask[:, 1:]
         for row, i in enumerate(chunk):

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
 import random
-import resource
 import time
 from pathlib import Path
 
@@ -35,12 +33,12 @@ from sftkit.distributed import World, all_reduce_sum, barrier, init_world, shutd
 from sftkit.dpo_loss import SequenceLogProbs, collate_pairs, preference_loss
 from sftkit.errors import NonFiniteLossError, UserError
 from sftkit.models import count_parameters, load_tokenizer
-from sftkit.outputs import export_model, versions, write_json, write_jsonl
+from sftkit.outputs import describe_run, export_model, peak_memory_mb, write_json
 from sftkit.optim import build_optimizer, build_scheduler, restore_peak_lr
 from sftkit.progress import Reporter
 from sftkit.recipes.dpo_config import DPOConfig
 from sftkit.recipes.dpo_reference import load_policy, precomputed_reference, start_point
-from sftkit.runlog import config_changes, open_tensorboard, truncate_metrics
+from sftkit.runlog import MetricsLog, config_changes
 
 __all__ = ["DPOConfig", "train_dpo", "evaluate_pairs"]
 
@@ -56,10 +54,7 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
     report = Reporter(enabled=world.is_main and not quiet, title="sftkit dpo")
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
-    existing = ckpt.complete_checkpoints(ckpt_dir) if world.is_main else []
-    if not resume and (existing or (out_dir / "summary.json").exists()):
-        raise UserError(f"{out_dir} already holds a run: pass --resume to continue it, or set output_dir to a "
-                        "new directory")
+    ckpt.refuse_to_overwrite(out_dir, resume, world.is_main)
     torch.manual_seed(config.train.seed)
     random.seed(config.train.seed)
 
@@ -128,17 +123,10 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
 
     # ---- output directory describes itself ----------------------------------------------------------------
     if world.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(to_yaml(config))
-        write_json(out_dir / "versions.json", versions())
-        (out_dir / "data").mkdir(exist_ok=True)
-        for split, rows in (("train", train_pairs), ("val", val_pairs)):
-            write_jsonl(out_dir / "data" / f"{split}.jsonl",
-                        ({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, "source": p.source,
-                          "line": p.line} for p in rows))
-        if data_report.rejects:
-            data_report.write_rejects(out_dir / "rejects.jsonl")
-        tokenizer.save_pretrained(out_dir / "tokenizer")
+        rows = lambda pairs: [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected,  # noqa: E731
+                               "source": p.source, "line": p.line} for p in pairs]
+        describe_run(out_dir, to_yaml(config), tokenizer, {"train": rows(train_pairs), "val": rows(val_pairs)},
+                     data_report)
 
     # ---- reference log-probabilities ------------------------------------------------------------------------
     reference_table = None
@@ -171,19 +159,7 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
                 report.note(f"config changed since the checkpoint: {change} (the new value is used)")
         else:
             report.note(f"--resume: no complete checkpoint in {ckpt_dir}; starting from step 0")
-    if world.is_main and resume:
-        truncate_metrics(out_dir / "metrics.jsonl", state["step"])  # rows logged after the checkpoint are redone
-    metrics_file = open(out_dir / "metrics.jsonl", "a" if resume else "w") if world.is_main else None
-    writer = open_tensorboard(out_dir / "tensorboard") if world.is_main else None
-
-    def log(row: dict) -> None:
-        if metrics_file:
-            metrics_file.write(json.dumps(row) + "\n")
-            metrics_file.flush()
-        if writer:
-            for key, value in row.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    writer.add_scalar(key, value, row["step"])
+    metrics = MetricsLog(out_dir, world.is_main, resume_step=state["step"] if state["step"] else None)
 
     def validate() -> dict | None:
         if not val_tok:
@@ -195,7 +171,7 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
         initial = validate()
         state.update(initial_val=initial, best_val=initial, initial_val_loss=initial["loss"],
                      best_val_loss=initial["loss"])
-        log({"step": 0, **{f"val_{k}": v for k, v in initial.items()}})
+        metrics.log({"step": 0, **{f"val_{k}": v for k, v in initial.items()}})
         if world.is_main:
             ckpt.save_best(ckpt_dir, model)
         report.note(f"initial validation: loss {initial['loss']:.4f}, reward accuracy "
@@ -243,10 +219,7 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
                                                    t.max_grad_norm or float("inf"))
         if not math.isfinite(train_loss) or not torch.isfinite(grad_norm):
             last = ckpt.complete_checkpoints(ckpt_dir)
-            raise NonFiniteLossError(
-                f"non-finite {'loss' if not math.isfinite(train_loss) else 'gradient norm'} at step {step + 1}; "
-                f"the optimizer step was skipped, weights are intact. Last good checkpoint: "
-                f"{last[-1] if last else 'none'}. Lower train.learning_rate or check the data")
+            raise NonFiniteLossError.at_step(step + 1, math.isfinite(train_loss), last[-1] if last else None)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -279,7 +252,7 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
             train_module.train()
         state["config"] = config.model_dump(mode="json")
         if state["step"] % t.log_every == 0 or "val_loss" in row:
-            log(row)
+            metrics.log(row)
         report.step(row)
         if world.is_main and (state["step"] % t.save_every == 0 or state["early_stopped"]):
             ckpt.save_checkpoint(ckpt_dir, state["step"], model, optimizer, scheduler, state, t.keep_last)
@@ -295,8 +268,6 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
         if t.method == "lora" and start["adapter_base"] and (Path(start["adapter_base"]) / "config.json").exists():
             model.peft_config["default"].base_model_name_or_path = start["adapter_base"]
         written = export_model(model, tokenizer, out_dir, t.method, config.lora.merge or start["force_merge"])
-        peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if world.device.type == "cuda"
-                   else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         best = state["best_val"] or {}
         summary = {
             "base_model": start["base_model"], "start_model": config.model.name, "method": t.method,
@@ -312,15 +283,12 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
             "trained_pairs": state["trained_pairs"], "trained_tokens": state["trained_tokens"],
             "train_pairs_per_second": state["trained_pairs"] / max(state["train_seconds"], 1e-9),
             "train_tokens_per_second": state["trained_tokens"] / max(state["train_seconds"], 1e-9),
-            "wall_seconds": time.time() - started, "peak_memory_mb": peak_mb,
+            "wall_seconds": time.time() - started, "peak_memory_mb": peak_memory_mb(world.device),
             "trainable_params": trainable, "total_params": total, "world_size": world.world_size,
             "outputs": written,
         }
         write_json(out_dir / "summary.json", summary)
-        if metrics_file:
-            metrics_file.close()
-        if writer:
-            writer.close()
+        metrics.close()
         report.summary(summary)
     barrier(world)
     shutdown(world)
@@ -336,9 +304,10 @@ def evaluate_pairs(logps_module, reference_logps, pairs, micro_batch_size: int, 
     logps_module.eval()
     mine = list(range(world.rank, len(pairs), world.world_size))
     sums = dict.fromkeys(STAT_KEYS, 0.0)
+    device = next(logps_module.parameters()).device
     for start in range(0, len(mine), micro_batch_size):
         indices = mine[start:start + micro_batch_size]
-        batch = to_device(collate_pairs([pairs[i] for i in indices], packing, pad_id), next(logps_module.parameters()).device)
+        batch = to_device(collate_pairs([pairs[i] for i in indices], packing, pad_id), device)
         policy, counts = logps_module(batch)
         stats = preference_loss(policy, reference_logps(batch, "val", indices), counts, beta, loss_type)
         for key, value in stats.sums().items():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import random
-import resource
 import shutil
 import time
 from pathlib import Path
@@ -27,10 +26,10 @@ from sftkit.distributed import World, all_reduce_sum, barrier, init_world, shutd
 from sftkit.errors import NonFiniteLossError, UserError
 from sftkit.loss import CausalLMLoss
 from sftkit.models import apply_lora, count_parameters, load_model, load_tokenizer, resolve_model_path
-from sftkit.outputs import export_model, versions, write_json, write_jsonl
+from sftkit.outputs import describe_run, export_model, peak_memory_mb, write_json
 from sftkit.optim import build_optimizer, build_scheduler, restore_peak_lr
 from sftkit.progress import Reporter
-from sftkit.runlog import config_changes, open_tensorboard, truncate_metrics
+from sftkit.runlog import MetricsLog, config_changes
 
 
 def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
@@ -42,10 +41,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
     report = Reporter(enabled=world.is_main and not quiet)
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
-    existing = ckpt.complete_checkpoints(ckpt_dir) if world.is_main else []
-    if not resume and (existing or (out_dir / "summary.json").exists()):
-        raise UserError(f"{out_dir} already holds a run: pass --resume to continue it, or set output_dir to a "
-                        "new directory")
+    ckpt.refuse_to_overwrite(out_dir, resume, world.is_main)
     torch.manual_seed(config.train.seed)
     random.seed(config.train.seed)
 
@@ -147,22 +143,11 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
 
     # ---- output directory describes itself ----------------------------------------------------------------
     if world.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(to_yaml(config))
-        write_json(out_dir / "versions.json", versions())
-        (out_dir / "data").mkdir(exist_ok=True)
+        rows = lambda exs: [{"messages": e.messages, "source": e.source, "line": e.line} for e in exs]  # noqa: E731
         # replay rows get their own file: `compare` draws its few-shot examples from the task's train.jsonl
-        splits = {"train": train_ex[:num_task_examples], "replay": train_ex[num_task_examples:], "val": val_ex,
-                  "test": test_ex}
-        for split, rows in splits.items():
-            path = out_dir / "data" / f"{split}.jsonl"
-            if rows or split != "replay":
-                write_jsonl(path, ({"messages": e.messages, "source": e.source, "line": e.line} for e in rows))
-            else:
-                path.unlink(missing_ok=True)  # a resumed run that no longer replays
-        if data_report.rejects:
-            data_report.write_rejects(out_dir / "rejects.jsonl")
-        tokenizer.save_pretrained(out_dir / "tokenizer")
+        describe_run(out_dir, to_yaml(config), tokenizer,
+                     {"train": rows(train_ex[:num_task_examples]), "replay": rows(train_ex[num_task_examples:]),
+                      "val": rows(val_ex), "test": rows(test_ex)}, data_report, optional=("replay",))
 
     # ---- state, resume -----------------------------------------------------------------------------------
     state = {"step": 0, "trained_tokens": 0, "initial_val_loss": None, "best_val_loss": None, "best_step": 0,
@@ -183,19 +168,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
                 report.note(f"config changed since the checkpoint: {change} (the new value is used)")
         else:
             report.note(f"--resume: no complete checkpoint in {ckpt_dir}; starting from step 0")
-    if world.is_main and resume:
-        truncate_metrics(out_dir / "metrics.jsonl", state["step"])  # rows logged after the checkpoint are redone
-    metrics_file = open(out_dir / "metrics.jsonl", "a" if resume else "w") if world.is_main else None
-    writer = open_tensorboard(out_dir / "tensorboard") if world.is_main else None
-
-    def log(row: dict) -> None:
-        if metrics_file:
-            metrics_file.write(__import__("json").dumps(row) + "\n")
-            metrics_file.flush()
-        if writer:
-            for key, value in row.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    writer.add_scalar(key, value, row["step"])
+    metrics = MetricsLog(out_dir, world.is_main, resume_step=state["step"] if state["step"] else None)
 
     def validate() -> float | None:
         if not val_tok:
@@ -209,7 +182,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
 
     if state["initial_val_loss"] is None and val_tok:
         state["initial_val_loss"] = state["best_val_loss"] = validate()
-        log({"step": 0, "val_loss": state["initial_val_loss"]})
+        metrics.log({"step": 0, "val_loss": state["initial_val_loss"]})
         save_best()
         report.note(f"initial validation loss {state['initial_val_loss']:.4f}")
 
@@ -244,10 +217,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
             [p for p in model.parameters() if p.requires_grad], t.max_grad_norm or float("inf")))
         if not math.isfinite(train_loss) or not torch.isfinite(grad_norm):
             last = ckpt.complete_checkpoints(ckpt_dir)
-            raise NonFiniteLossError(
-                f"non-finite {'loss' if not math.isfinite(train_loss) else 'gradient norm'} at step {step + 1}; "
-                f"the optimizer step was skipped, weights are intact. Last good checkpoint: "
-                f"{last[-1] if last else 'none'}. Lower train.learning_rate or check the data")
+            raise NonFiniteLossError.at_step(step + 1, math.isfinite(train_loss), last[-1] if last else None)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -274,7 +244,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
             loss_module.train()
         state["config"] = config.model_dump(mode="json")
         if state["step"] % t.log_every == 0 or "val_loss" in row:
-            log(row)
+            metrics.log(row)
         report.step(row)
         if state["step"] % t.save_every == 0 or state["early_stopped"]:
             weights = sharding.model_state(loss_module, model, fsdp)
@@ -298,8 +268,6 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
     if world.is_main:
         model.eval()
         written = export_model(model, tokenizer, out_dir, t.method, config.lora.merge)
-        peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if world.device.type == "cuda"
-                   else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         summary = {
             "base_model": config.model.name, "method": t.method,
             "num_train_examples": len(train_tok), "num_replay_examples": len(replay_tok),
@@ -311,16 +279,14 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
             "early_stopped": state["early_stopped"], "stopped_step": state.get("stopped_step"),
             "trained_tokens": state["trained_tokens"],
             "train_tokens_per_second": state["trained_tokens"] / max(state["train_seconds"], 1e-9),
-            "train_seconds": state["train_seconds"], "wall_seconds": time.time() - started, "peak_memory_mb": peak_mb,
+            "train_seconds": state["train_seconds"], "wall_seconds": time.time() - started,
+            "peak_memory_mb": peak_memory_mb(world.device),
             "trainable_params": trainable, "total_params": total, "world_size": world.world_size,
             "outputs": written,
             "estimate": _estimate_beside_measurement(estimate, world.device.type),
         }
         write_json(out_dir / "summary.json", summary)
-        if metrics_file:
-            metrics_file.close()
-        if writer:
-            writer.close()
+        metrics.close()
         report.summary(summary)
     barrier(world)
     shutdown(world)

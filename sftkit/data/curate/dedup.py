@@ -108,14 +108,7 @@ def near_duplicates(signatures: np.ndarray, alive: np.ndarray, preference: np.nd
     bands, rows_per_band = lsh_params(threshold, num_perm)
     empty = (signatures == _MAX32).all(axis=1)
     members = np.nonzero(alive & ~empty)[0]
-    parent = np.arange(len(signatures))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    links = Links(len(signatures))
     for band in range(bands):
         block = np.ascontiguousarray(signatures[members, band * rows_per_band:(band + 1) * rows_per_band])
         keys = block.view(np.dtype((np.void, block.dtype.itemsize * rows_per_band))).ravel()
@@ -133,21 +126,43 @@ def near_duplicates(signatures: np.ndarray, alive: np.ndarray, preference: np.nd
                 earlier = bucket[:pos][:_MAX_COMPARISONS]
                 agree = (signatures[earlier] == signatures[row]).mean(axis=1)
                 for other in earlier[agree >= threshold]:
-                    ra, rb = find(int(row)), find(int(other))
-                    if ra != rb:
-                        parent[max(ra, rb)] = min(ra, rb)
-    clusters: dict[int, list[int]] = {}
-    for row in members.tolist():
-        clusters.setdefault(find(row), []).append(row)
-    dup_of, similarity = {}, {}
-    num_clusters = 0
-    for group in clusters.values():
-        if len(group) < 2:
-            continue
-        num_clusters += 1
-        keep = max(group, key=lambda i: (preference[i], -i))
-        for row in group:
-            if row != keep:
-                dup_of[row] = keep
-                similarity[row] = float((signatures[row] == signatures[keep]).mean())
-    return NearDuplicates(dup_of, similarity, num_clusters)
+                    links.join(int(row), int(other))
+    return links.duplicates(members.tolist(), preference,
+                            lambda row, keep: float((signatures[row] == signatures[keep]).mean()))
+
+
+class Links:
+    """Rows joined into clusters (union-find; a cluster's root is its smallest row)."""
+
+    def __init__(self, num_rows: int):
+        self.parent = list(range(num_rows))
+
+    def find(self, row: int) -> int:
+        parent = self.parent
+        while parent[row] != row:
+            parent[row] = parent[parent[row]]
+            row = parent[row]
+        return row
+
+    def join(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+    def duplicates(self, rows: list[int], preference, similarity) -> NearDuplicates:
+        """In each cluster of two or more of `rows`, keep the preferred row (ties: the earlier) and mark the
+        others as its duplicates, with `similarity(row, kept)`."""
+        clusters: dict[int, list[int]] = {}
+        for row in rows:
+            clusters.setdefault(self.find(row), []).append(row)
+        dup_of, similar, num_clusters = {}, {}, 0
+        for members in clusters.values():
+            if len(members) < 2:
+                continue
+            num_clusters += 1
+            keep = max(members, key=lambda i: (preference[i], -i))
+            for row in members:
+                if row != keep:
+                    dup_of[row] = keep
+                    similar[row] = similarity(row, keep)
+        return NearDuplicates(dup_of, similar, num_clusters)

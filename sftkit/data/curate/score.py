@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from sftkit.data.packing import pad_rows
 from sftkit.data.templates import IGNORE_INDEX, ensure_chat_template, render, tokenize_conversation
 
 _LOGIT_ROWS = 1024  # reply positions per lm_head slice
@@ -52,14 +53,8 @@ def sequence_losses(model, sequences: list[tuple[list[int], list[int]]], pad_id:
         size = max(1, batch_tokens // max(1, width))
         batch = order[start:start + size]
         start += len(batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, index in enumerate(batch):
-            seq_ids, seq_labels = sequences[index]
-            ids[row, :len(seq_ids)] = torch.tensor(seq_ids)
-            labels[row, :len(seq_labels)] = torch.tensor(seq_labels)
-            mask[row, :len(seq_ids)] = 1
+        ids, mask = pad_rows([sequences[i][0] for i in batch], pad_id)
+        labels, _ = pad_rows([sequences[i][1] for i in batch], IGNORE_INDEX)
         ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
         hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
         targets = labels[:, 1:]

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from sftkit.data.curate.dedup import NearDuplicates
+from sftkit.data.curate.dedup import Links, NearDuplicates
 from sftkit.data.curate.embed import kmeans
 
 
@@ -25,33 +25,11 @@ def semantic_duplicates(vectors: np.ndarray, preference: np.ndarray, threshold: 
     """
     n = len(vectors)
     groups = kmeans(vectors, math.ceil(n / cluster_size), seed) if n > cluster_size else np.zeros(n, np.int64)
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    links = Links(n)
     for group in np.unique(groups):
         rows = np.nonzero(groups == group)[0]
         sims = vectors[rows] @ vectors[rows].T
         left, right = np.nonzero(np.triu(sims >= threshold, k=1))
         for a, b in zip(rows[left].tolist(), rows[right].tolist()):
-            ra, rb = find(a), find(b)
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-    clusters: dict[int, list[int]] = {}
-    for row in range(n):
-        clusters.setdefault(find(row), []).append(row)
-    dup_of, similarity, num_clusters = {}, {}, 0
-    for members in clusters.values():
-        if len(members) < 2:
-            continue
-        num_clusters += 1
-        keep = max(members, key=lambda i: (preference[i], -i))
-        for row in members:
-            if row != keep:
-                dup_of[row] = keep
-                similarity[row] = float(vectors[row] @ vectors[keep])
-    return NearDuplicates(dup_of, similarity, num_clusters)
+            links.join(a, b)
+    return links.duplicates(list(range(n)), preference, lambda row, keep: float(vectors[row] @ vectors[keep]))

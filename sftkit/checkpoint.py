@@ -9,12 +9,17 @@ crafted pickle cannot run code.
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from sftkit.errors import UserError
+from sftkit.paths import check_output
 
 MARKER = "COMPLETE"
 
@@ -81,9 +86,10 @@ def write_checkpoint(root: Path, step: int, model_state: dict, optimizer_state: 
 
 
 def refuse_to_overwrite(out_dir: Path, resume: bool, is_main: bool) -> None:
-    """Raise UserError if `out_dir` already holds a run (checkpoints or a summary) and this is not a resume."""
-    from sftkit.errors import UserError
-
+    """Raise UserError if `out_dir` (or its `checkpoints/`) cannot be created or written, or if it already holds
+    a run (checkpoints or a summary) and this is not a resume."""
+    check_output(out_dir, "output_dir", "dir")
+    check_output(out_dir / "checkpoints", "checkpoint directory", "dir")
     existing = complete_checkpoints(out_dir / "checkpoints") if is_main else []
     if not resume and (existing or (out_dir / "summary.json").exists()):
         raise UserError(f"{out_dir} already holds a run: pass --resume to continue it, or set output_dir to a "
@@ -114,14 +120,27 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
 
 
 def read_checkpoint(path: Path) -> dict:
-    """The raw parts of a checkpoint: model, optimizer, scheduler, rng, trainer_state."""
-    return {
-        "model": load_file(path / "trainable.safetensors"),
-        "optimizer": torch.load(path / "optimizer.pt", weights_only=True),
-        "scheduler": torch.load(path / "scheduler.pt", weights_only=True),
-        "rng": torch.load(path / "rng.pt", weights_only=True),
-        "trainer_state": json.loads((path / "trainer_state.json").read_text()),
-    }
+    """The raw parts of a checkpoint: model, optimizer, scheduler, rng, trainer_state.
+
+    Raises:
+        UserError: a part is missing, unreadable or damaged (naming the file and what to do).
+    """
+    try:
+        part = path / "trainable.safetensors"
+        parts = {"model": load_file(part)}
+        for name in ("optimizer", "scheduler", "rng"):
+            part = path / f"{name}.pt"
+            parts[name] = torch.load(part, weights_only=True)
+        part = path / "trainer_state.json"
+        parts["trainer_state"] = json.loads(part.read_text())
+    except (OSError, SafetensorError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        if isinstance(exc, pickle.UnpicklingError):  # torch's own text suggests loading it unsafely
+            reason = "it holds more than tensors, and loading that could run code"
+        else:
+            reason = (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).splitlines()[0].split(". ")[0]
+        raise UserError(f"checkpoint file {part} cannot be read ({reason}): delete {path} to resume from the "
+                        "checkpoint before it, or start again without --resume") from None
+    return parts
 
 
 def save_best(root: Path, model) -> None:

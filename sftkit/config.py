@@ -7,22 +7,29 @@ and reported at once, before any model or data is loaded.
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sftkit.errors import ConfigError
+from sftkit.paths import check_input, path_problems
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# Path fields carry their kind, so `path_problems` checks every one (subclasses and other configs included).
+DATA = {"path": "data"}
+MODEL = {"path": "model"}
+OUTPUT_DIR = {"path": "output_dir"}
+TASK = {"path": "task"}
+
+
 class ModelSection(_Section):
     name: str = Field("default", description="Base model: `default` (SmolLM2-135M-Instruct, offline), a local "
-                      "Hugging Face directory, or a hub id.")
+                      "Hugging Face directory, or a hub id.", json_schema_extra=MODEL)
     trust_remote_code: bool = Field(False, description="Run Python code shipped with the model. Off unless you "
                                     "have read that code.")
     chat_template: str | None = Field(None, description="Jinja chat template overriding the tokenizer's own.")
@@ -30,10 +37,11 @@ class ModelSection(_Section):
 
 class DataSection(_Section):
     train_path: str | list[str] | None = Field(None, description="Training data: file(s), a directory, "
-                                               "`bigbench:TASK`, or a hub dataset id.")
-    val_path: str | None = Field(None, description="Validation data. If unset, `val_fraction` of train is held out.")
+                                               "`bigbench:TASK`, or a hub dataset id.", json_schema_extra=DATA)
+    val_path: str | None = Field(None, description="Validation data. If unset, `val_fraction` of train is held out.",
+                                 json_schema_extra=DATA)
     test_path: str | None = Field(None, description="Test data for `compare`. If unset, `test_fraction` of train "
-                                  "is held out (never used for early stopping).")
+                                  "is held out (never used for early stopping).", json_schema_extra=DATA)
     format: Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "bigbench"] = Field(
         "auto", description="Row schema; `auto` detects it per source.")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Fraction of train held out for validation.")
@@ -46,7 +54,8 @@ class DataSection(_Section):
     train_on: Literal["all", "last"] = Field("all", description="Train on every assistant turn or only the last.")
     on_bad_row: Literal["error", "skip"] = Field("error", description="Bad rows: stop with file:line (`error`) "
                                                  "or count, skip and write them to rejects.jsonl (`skip`).")
-    replay_path: str | None = Field(None, description="General data mixed into training to limit forgetting.")
+    replay_path: str | None = Field(None, description="General data mixed into training to limit forgetting.",
+                                    json_schema_extra=DATA)
     replay_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of training examples drawn from "
                                    "`replay_path`.")
 
@@ -97,7 +106,8 @@ class EvalSection(_Section):
     max_new_tokens: int = Field(32, ge=1, description="Generation limit for generation tasks.")
     metric: Literal["exact_match", "normalized_exact_match", "contains", "token_f1"] = Field(
         "normalized_exact_match", description="Headline metric for the task comparison.")
-    suite: list[str] | None = Field(None, description="Forgetting suite (BIG-bench names, files); null = default.")
+    suite: list[str] | None = Field(None, description="Forgetting suite (BIG-bench names, files); null = default.",
+                                    json_schema_extra=TASK)
     suite_max_examples: int = Field(50, ge=1, description="Examples per suite task (seeded subsample).")
     safety: bool = Field(False, description="Run the safety evaluation (refusals, over-refusals, HHH) against "
                          "the base model at the end of training; headline rates go into summary.json.")
@@ -111,7 +121,8 @@ class SFTConfig(_Section):
     train: TrainSection = Field(default_factory=TrainSection, description="Optimisation.")
     lora: LoraSection = Field(default_factory=LoraSection, description="LoRA settings (method: lora).")
     eval: EvalSection = Field(default_factory=EvalSection, description="Evaluation after training.")
-    output_dir: str = Field("runs/sft", description="Where the run writes checkpoints and outputs.")
+    output_dir: str = Field("runs/sft", description="Where the run writes checkpoints and outputs.",
+                            json_schema_extra=OUTPUT_DIR)
 
     @model_validator(mode="after")
     def _cross_checks(self):
@@ -158,24 +169,32 @@ def _format_errors(exc: ValidationError, model_cls) -> list[str]:
 
 def parse_override(item: str) -> tuple[list[str], object]:
     """`section.key=value` -> (['section', 'key'], value parsed as YAML)."""
-    if "=" not in item:
-        raise ConfigError([f"--set {item!r}: use --set section.key=value"])
     key, _, value = item.partition("=")
-    return key.strip().split("."), yaml.safe_load(value)
+    if "=" not in item or not key.strip():
+        raise ConfigError([f"--set {item!r}: use --set section.key=value"])
+    try:
+        return key.strip().split("."), yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"--set {item!r}: the value is not valid YAML ({getattr(exc, 'problem', exc)}): quote "
+                           "it, e.g. --set 'key=\"text\"'"]) from None
 
 
 def read_yaml(path: str, sections: str = "model, data, train, ...") -> dict:
-    """The mapping in YAML file `path`. Raises ConfigError for a missing file, bad YAML (with its line) or a
-    top level that is not a mapping."""
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError([f"config file {path} not found"])
+    """The mapping in YAML file `path`. Raises UserError for a missing, unreadable or non-UTF-8 file, bad YAML
+    (with its line) or a top level that is not a mapping."""
+    p = check_input(path, "config file", "file", missing="check the path (`sftkit config example` prints one)")
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        text = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = p.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(["not valid UTF-8: re-save the file as UTF-8"], source=path, line=line) from None
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError([f"invalid YAML{where}: {getattr(exc, 'problem', exc)}"], source=path) from None
+        raise ConfigError([f"invalid YAML ({getattr(exc, 'problem', None) or exc}): fix the syntax here "
+                           "(indentation, a missing ':' or an unclosed quote or bracket)"], source=path,
+                          line=mark.line + 1 if mark else None) from None
     if not isinstance(raw, dict):
         raise ConfigError([f"top level must be a mapping of sections ({sections})"], source=path)
     return raw
@@ -202,16 +221,25 @@ def apply_overrides(raw: dict, overrides: list[str] | None, strip_prefix: str | 
     return problems
 
 
-def load_config(path: str | None, overrides: list[str] | None = None, model_cls=SFTConfig):
-    """Read YAML (optional), apply overrides, validate. Raises ConfigError listing every problem."""
+def load_config(path: str | None, overrides: list[str] | None = None, model_cls=SFTConfig,
+                check_paths: Literal["none", "inputs", "all"] = "none"):
+    """Read YAML (optional), apply overrides, validate. Raises ConfigError listing every problem.
+
+    check_paths: also check the paths the config names (see `path_problems`): `inputs` (data, models, suite
+    files) or `all` (and output_dir), so a wrong path is reported before any model loads.
+    """
     raw = read_yaml(path) if path else {}
     problems = apply_overrides(raw, overrides)
     if problems:
         raise ConfigError(problems, source=path)
     try:
-        return model_cls.model_validate(raw)
+        config = model_cls.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, model_cls), source=path) from None
+    problems = path_problems(config, outputs=check_paths == "all") if check_paths != "none" else []
+    if problems:
+        raise ConfigError(problems, source=path)
+    return config
 
 
 def to_yaml(config: BaseModel) -> str:

@@ -26,10 +26,13 @@ class UserError(Exception):
 
 
 class ConfigError(UserError):
-    """One or more configuration problems, all reported together."""
+    """One or more configuration problems, all reported together; a single one is a single line."""
 
-    def __init__(self, problems: list[str], source: str | None = None):
+    def __init__(self, problems: list[str], source: str | None = None, line: int | None = None):
         self.problems = problems
+        if len(problems) == 1:
+            super().__init__(problems[0], source, line)
+            return
         head = f"{len(problems)} problem(s) in the config" + (f" {source}" if source else "")
         super().__init__(head + ":\n  - " + "\n  - ".join(problems))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from sftkit.errors import UserError
-from sftkit.paths import cache_dir
+from sftkit.paths import cache_dir, check_input, local_model_path
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -66,14 +66,15 @@ def resolve_model_path(name: str | None, need_config: bool = True) -> str:
     """
     if not name or name == DEFAULT_MODEL:
         return str(default_model_dir())
-    path = Path(name).expanduser()
-    if path.exists():
-        if need_config and not (path / "config.json").exists():
-            raise UserError(f"{path} has no config.json: point model.name at a Hugging Face model directory")
-        return str(path)
-    if name.startswith((".", "/", "~")):
+    path = local_model_path(name)
+    if path is None:
+        return name  # hub id; transformers does the download (and says so when offline)
+    if not path.exists():
         raise UserError(f"model directory {name} does not exist")
-    return name  # hub id; transformers does the download (and says so when offline)
+    check_input(path, "model", "dir")
+    if need_config and not (path / "config.json").exists():
+        raise UserError(f"{path} has no config.json: point model.name at a Hugging Face model directory")
+    return str(path)
 
 
 def load_tokenizer(name: str | None, trust_remote_code: bool = False):

@@ -1,9 +1,11 @@
 """The `sftkit` command line: one sub-command per verb, grouped in modules by what they act on; the work lives
-in the library modules. `main` turns user mistakes into one line and exit code 2."""
+in the library modules. `main` turns user mistakes into one line and exit code 2, and so does an OSError that
+names a path (a path problem no earlier check caught); its traceback goes to a log file, not the terminal."""
 
 from __future__ import annotations
 
 import sys
+import traceback
 
 import typer
 from rich.text import Text
@@ -15,6 +17,7 @@ from sftkit.cli import evaluate  # noqa: F401  isort: skip
 from sftkit.cli import data  # noqa: F401  isort: skip
 from sftkit.cli.root import app, console
 from sftkit.errors import UserError
+from sftkit.paths import os_error_line
 
 __all__ = ["app", "main"]
 
@@ -34,6 +37,12 @@ def main() -> None:
         sys.exit(130)
     except SystemExit:
         raise
+    except OSError as exc:
+        line = os_error_line(exc)
+        if line is None:  # no path to name: not a path mistake, so the traceback stays
+            raise
+        console.print(Text.assemble(("error: ", "bold red"), line, _log_traceback()), soft_wrap=True)
+        sys.exit(2)
     except Exception as exc:
         # Usage errors (unknown command, missing argument, bad option value). typer ships its own copy of
         # click, whose exception classes are not click's, so they are recognised by what they can do.
@@ -41,3 +50,15 @@ def main() -> None:
             exc.show()
             sys.exit(2)
         raise
+
+
+def _log_traceback() -> str:
+    """Write the current exception's traceback to SFTKIT_HOME/last_error.log; the note pointing at it."""
+    from sftkit.paths import home
+
+    try:
+        log = home() / "last_error.log"
+        log.write_text(traceback.format_exc())
+    except (OSError, UserError):
+        return ""
+    return f" (traceback in {log})"

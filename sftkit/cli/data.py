@@ -13,6 +13,7 @@ from rich.text import Text
 from sftkit.cli import root
 from sftkit.cli.root import data_app
 from sftkit.errors import UserError
+from sftkit.paths import check_output
 
 
 @data_app.command("fetch")
@@ -29,6 +30,7 @@ def data_fetch(source: Annotated[str, typer.Argument(help="`bigbench`")],
         root.out.print(Text(f"bigbench:{task}  {n} examples  ({len(files)} file(s) under {where})"), soft_wrap=True)
 
 
+# Path parameters say readable=False: sftkit.paths checks them and its one line says how to fix the path.
 @data_app.command("inspect")
 def data_inspect(
     data: Annotated[list[str], typer.Argument(help="file(s), directory, bigbench:TASK or hub dataset id")],
@@ -38,7 +40,7 @@ def data_inspect(
     overlong: Annotated[str, typer.Option(help="truncate or drop")] = "truncate",
     train_on: Annotated[str, typer.Option(help="all or last assistant turn(s)")] = "all",
     skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="count and skip bad rows instead of stopping")] = False,
-    rejects: Annotated[Optional[Path], typer.Option(help="write skipped rows here (JSONL)")] = None,
+    rejects: Annotated[Optional[Path], typer.Option(help="write skipped rows here (JSONL)", readable=False)] = None,
     examples: Annotated[int, typer.Option(help="examples to show")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ):
@@ -46,6 +48,8 @@ def data_inspect(
     from sftkit.data.inspect import inspect_data
     from sftkit.models import load_tokenizer
 
+    if rejects:
+        check_output(rejects, "--rejects", "file")
     tokenizer = load_tokenizer(model)
     try:
         result = inspect_data(data if len(data) > 1 else data[0], tokenizer, max_length, fmt,
@@ -88,11 +92,11 @@ def data_inspect(
 @data_app.command("curate")
 def data_curate(
     inputs: Annotated[list[str], typer.Argument(help="file(s), directory, bigbench:TASK or hub dataset id")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="curated JSONL; OUT.rejects.jsonl goes beside it")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="curated JSONL; OUT.rejects.jsonl goes beside it", readable=False)],
     target: Annotated[Optional[int], typer.Option(help="keep at most N rows, ranked by score with diversity")] = None,
     decontaminate: Annotated[Optional[list[str]], typer.Option(help="evaluation set to decontaminate against (repeat, or a comma-separated list)")] = None,
-    report: Annotated[Optional[Path], typer.Option(help="report JSON (default OUT.report.json)")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="YAML file whose `curate:` section configures the stages")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="report JSON (default OUT.report.json)", readable=False)] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML file whose `curate:` section configures the stages", readable=False)] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="override inside curate:, e.g. --set near.threshold=0.7")] = None,
     model: Annotated[Optional[str], typer.Option(help="tokenizer for token lengths (and IFD model)")] = None,
     max_length: Annotated[Optional[int], typer.Option(help="target training length in tokens")] = None,

@@ -11,6 +11,13 @@ import typer
 from sftkit.cli import root
 from sftkit.cli.root import ModelArg, app
 from sftkit.errors import UserError
+from sftkit.paths import check_input, check_spec
+
+
+def _check_paths(*specs: tuple) -> None:
+    """(kind, spec, option name) triples through `check_spec`, so a wrong path stops before any model loads."""
+    for kind, spec, what in specs:
+        check_spec(kind, spec, what)
 
 
 def _default_eval_dir(model: str) -> Path:
@@ -21,13 +28,14 @@ def _default_eval_dir(model: str) -> Path:
     return Path("eval_results") / (Path(model).name if Path(model).exists() else model.replace("/", "--"))
 
 
+# Path parameters say readable=False: sftkit.paths checks them and its one line says how to fix the path.
 @app.command("eval")
 def eval_cmd(
     model: Annotated[str, typer.Option(help="`default`, a model directory, a hub id, or a run directory")] = "default",
     task: Annotated[Optional[list[str]], typer.Option("--task", help="data file (generation), bigbench:TASK, "
                     "lm-eval-style multiple-choice JSONL, perplexity:fables or perplexity:FILE (repeatable)")] = None,
     suite: Annotated[bool, typer.Option("--suite", help="add the default forgetting suite")] = False,
-    output: Annotated[Optional[Path], typer.Option(help="directory for eval.json and predictions.jsonl")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="directory for eval.json and predictions.jsonl", readable=False)] = None,
     max_examples: Annotated[Optional[int], typer.Option(help="seeded subsample per task (suite default: 50)")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="generation limit")] = 32,
     metric: Annotated[str, typer.Option(help="headline generation metric: exact_match, normalized_exact_match, "
@@ -51,10 +59,12 @@ def eval_cmd(
     if not task and not suite:
         raise UserError("nothing to evaluate: pass --task TASK (repeatable) and/or --suite")
     settings = EvalSettings(max_new_tokens, metric, extract, dtype, batch_size, scoring_batch_size, num_threads)
+    output = output or _default_eval_dir(model)
+    _check_paths(("model", model, "--model"), ("output_dir", output, "--output"),
+                 *(("task", t, "--task") for t in task or []))
     tasks = [load_task(t, max_examples, seed, "skip" if skip_bad_rows else "error") for t in task or []]
     if suite:
         tasks += load_suite(None, max_examples or DEFAULT_MAX_EXAMPLES)
-    output = output or _default_eval_dir(model)
     report = evaluate(model, tasks, output, settings, not no_cache, trust_remote_code,
                       {"max_examples": max_examples, "seed": seed})
     print_eval(report, root.out)
@@ -63,10 +73,10 @@ def eval_cmd(
 
 @app.command("compare")
 def compare_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="output directory of `sftkit train`")],
-    test: Annotated[Optional[Path], typer.Option(help="test data (default: RUN/data/test.jsonl)")] = None,
+    run_dir: Annotated[Path, typer.Argument(help="output directory of `sftkit train`", readable=False)],
+    test: Annotated[Optional[Path], typer.Option(help="test data (default: RUN/data/test.jsonl)", readable=False)] = None,
     shots: Annotated[Optional[int], typer.Option(help="examples in the prompting baseline (default 5)")] = None,
-    output: Annotated[Optional[Path], typer.Option(help="directory for comparison.json (default RUN/compare)")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="directory for comparison.json (default RUN/compare)", readable=False)] = None,
     suite: Annotated[Optional[list[str]], typer.Option("--suite", help="forgetting suite task (repeatable; "
                      "`default` = the default suite)")] = None,
     no_suite: Annotated[bool, typer.Option("--no-suite", help="skip the forgetting suite")] = False,
@@ -82,6 +92,11 @@ def compare_cmd(
     from sftkit.eval.compare import run_compare
     from sftkit.eval.report import print_comparison
 
+    check_input(run_dir, "run directory", "dir", missing="pass the output_dir of `sftkit train`")
+    if test:
+        check_input(test, "--test", "file")
+    _check_paths(("output_dir", output or run_dir / "compare", "--output"),
+                 *(("task", t, "--suite") for t in suite or []))
     comparison = run_compare(run_dir, str(test) if test else None, shots, output, [] if no_suite else suite,
                              suite_max_examples, max_new_tokens, metric, extract, not no_cache,
                              num_threads=num_threads, console=root.console)
@@ -93,7 +108,7 @@ def compare_cmd(
 def safety_cmd(
     model: ModelArg,
     against: Annotated[Optional[str], typer.Option(help="second model for before/after deltas, e.g. `default`")] = None,
-    output: Annotated[Optional[Path], typer.Option(help="directory for safety.json and predictions.jsonl")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="directory for safety.json and predictions.jsonl", readable=False)] = None,
     max_new_tokens: Annotated[int, typer.Option(help="generation limit per reply")] = 48,
     max_prompts: Annotated[Optional[int], typer.Option(help="prompts per set (stratified subsample; default all 60)")] = None,
     hhh: Annotated[bool, typer.Option("--hhh/--no-hhh", help="score BIG-bench hhh_alignment")] = True,
@@ -108,7 +123,10 @@ def safety_cmd(
     """Safety check: refusal rate on harmful requests, over-refusal on benign look-alikes, HHH accuracy (95% CIs);
     with --against, both models and the deltas."""
     from sftkit.safety import SafetySettings, print_safety, run_safety
+    from sftkit.safety.evaluate import default_output_dir
 
+    _check_paths(("model", model, "model"), ("model", against, "--against"), ("model", judge, "--judge"),
+                 ("output_dir", output or default_output_dir(model), "--output"))
     settings = SafetySettings(max_new_tokens=max_new_tokens, max_prompts=max_prompts, hhh=hhh,
                               hhh_max_examples=hhh_max_examples, dtype=dtype, batch_size=batch_size,
                               num_threads=num_threads)

@@ -33,9 +33,10 @@ def config_example(kind: Annotated[str, typer.Argument(help="sft or dpo")] = "sf
         print(config.example_yaml(), end="")
 
 
+# Path parameters say readable=False: sftkit.paths checks them and its one line says how to fix the path.
 @app.command("train")
 def train_cmd(
-    config: Annotated[Path, typer.Argument(help="YAML config (see `sftkit config example`)")],
+    config: Annotated[Path, typer.Argument(help="YAML config (see `sftkit config example`)", readable=False)],
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set train.learning_rate=1e-4")] = None,
     resume: ResumeOpt = False,
     skip_bad_rows: TrainSkipBadRowsOpt = False,
@@ -44,7 +45,7 @@ def train_cmd(
     from sftkit.config import load_config
 
     sets = list(overrides or []) + (["data.on_bad_row=skip"] if skip_bad_rows else [])
-    cfg = load_config(str(config), sets)  # every config problem is reported here, before any model loads
+    cfg = load_config(str(config), sets, check_paths="all")  # every config and path problem, before any model loads
     from sftkit.recipes.sft import train
 
     train(cfg, resume=resume)
@@ -52,7 +53,7 @@ def train_cmd(
 
 @app.command("dpo")
 def dpo_cmd(
-    config: Annotated[Path, typer.Argument(help="YAML config (see `sftkit config example dpo`)")],
+    config: Annotated[Path, typer.Argument(help="YAML config (see `sftkit config example dpo`)", readable=False)],
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set dpo.beta=0.2")] = None,
     resume: ResumeOpt = False,
     skip_bad_rows: TrainSkipBadRowsOpt = False,
@@ -62,7 +63,7 @@ def dpo_cmd(
     from sftkit.recipes.dpo_config import DPOConfig
 
     sets = list(overrides or []) + (["data.on_bad_row=skip"] if skip_bad_rows else [])
-    cfg = load_config(str(config), sets, model_cls=DPOConfig)  # every problem reported before any model loads
+    cfg = load_config(str(config), sets, model_cls=DPOConfig, check_paths="all")  # all problems before any model loads
     from sftkit.recipes.dpo import train_dpo
 
     train_dpo(cfg, resume=resume)
@@ -70,7 +71,7 @@ def dpo_cmd(
 
 @app.command("estimate")
 def estimate_cmd(
-    config: Annotated[Path, typer.Argument(help="YAML config (the one `sftkit train` takes)")],
+    config: Annotated[Path, typer.Argument(help="YAML config (the one `sftkit train` takes)", readable=False)],
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set train.method=full")] = None,
     price: Annotated[Optional[list[str]], typer.Option("--price", help="DEVICE=USD per hour (H100, A100, L4, cpu), repeatable")] = None,
     mfu: Annotated[float, typer.Option(help="assumed GPU utilisation: model FLOPs / dense bf16 peak")] = 0.35,
@@ -81,7 +82,7 @@ def estimate_cmd(
     from sftkit.config import load_config
     from sftkit.estimate import estimate_run, parse_prices, print_estimate
 
-    cfg = load_config(str(config), list(overrides or []))
+    cfg = load_config(str(config), list(overrides or []), check_paths="inputs")
     result = estimate_run(cfg, prices=parse_prices(price), gpu_mfu=mfu, measure=not no_measure)
     if as_json:
         print(json.dumps(result, indent=2))

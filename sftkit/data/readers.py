@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sftkit.errors import UserError
+from sftkit.paths import check_input, local_data_path
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
@@ -51,7 +52,13 @@ def iter_rows(spec: str) -> Iterator[Row | BadRow]:
 
         yield from iter_bigbench_rows(spec.split(":", 1)[1])
         return
-    path = Path(spec).expanduser()
+    path = local_data_path(spec)
+    if path is None:
+        yield from _iter_hub_dataset(spec.removeprefix("hf:"))
+        return
+    if not path.exists():
+        raise UserError("file not found: check the path (or use bigbench:TASK, or hf:ORG/NAME)", source=spec)
+    check_input(path, "data path")
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix in FILE_SUFFIXES and p.is_file())
         if not files:
@@ -59,18 +66,13 @@ def iter_rows(spec: str) -> Iterator[Row | BadRow]:
         for file in files:
             yield from _iter_file(file)
         return
-    if path.exists():
-        yield from _iter_file(path)
-        return
-    if spec.startswith("hf:") or ("/" in spec and not spec.startswith((".", "/", "~")) and not path.suffix):
-        yield from _iter_hub_dataset(spec.removeprefix("hf:"))
-        return
-    raise UserError("file not found: check the path (or use bigbench:TASK, or hf:ORG/NAME)", source=spec)
+    yield from _iter_file(path)
 
 
 def _iter_file(path: Path) -> Iterator[Row | BadRow]:
     if path.suffix not in FILE_SUFFIXES:
         raise UserError(f"unsupported file type {path.suffix!r}: use one of {', '.join(FILE_SUFFIXES)}", str(path))
+    check_input(path, "data file")
     if path.stat().st_size == 0:
         raise UserError("file is empty: add at least one example", source=str(path))
     if path.suffix == ".jsonl":

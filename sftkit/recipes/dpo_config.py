@@ -9,18 +9,21 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from sftkit.config import LoraSection, ModelSection, TrainSection, _Section
+from sftkit.config import DATA, MODEL, OUTPUT_DIR, LoraSection, ModelSection, TrainSection, _Section
 
 
 class DPOModelSection(ModelSection):
     name: str = Field("default", description="Starting model: `default`, a local Hugging Face directory, a hub id, "
-                      "or an `sftkit train` run directory (its merged/ model or its adapter, see dpo.sft_adapter).")
+                      "or an `sftkit train` run directory (its merged/ model or its adapter, see dpo.sft_adapter).",
+                      json_schema_extra=MODEL)
 
 
 class PreferenceDataSection(_Section):
     train_path: str | list[str] | None = Field(None, description="Preference pairs: file(s) or a directory "
-                                               "(.jsonl/.json/.csv/.parquet) or a hub dataset id.")
-    val_path: str | None = Field(None, description="Validation pairs. If unset, `val_fraction` of train is held out.")
+                                               "(.jsonl/.json/.csv/.parquet) or a hub dataset id.",
+                                               json_schema_extra=DATA)
+    val_path: str | None = Field(None, description="Validation pairs. If unset, `val_fraction` of train is held out.",
+                                 json_schema_extra=DATA)
     format: Literal["auto", "prompt", "messages", "implicit"] = Field(
         "auto", description="Row schema: `prompt`+chosen+rejected, `messages`+chosen+rejected, or `implicit` "
         "(whole chosen/rejected conversations); `auto` detects it per row.")
@@ -49,7 +52,7 @@ class DPOEvalSection(_Section):
     safety: bool = Field(False, description="After training, run `sftkit safety` on the result against "
                          "`safety_against`.")
     safety_against: str | None = Field(None, description="Model compared with in the safety evaluation; null = "
-                                       "the starting model (model.name).")
+                                       "the starting model (model.name).", json_schema_extra=MODEL)
 
 
 class DPOConfig(_Section):
@@ -62,7 +65,8 @@ class DPOConfig(_Section):
     lora: LoraSection = Field(default_factory=LoraSection, description="LoRA settings (method: lora).")
     dpo: DPOSection = Field(default_factory=DPOSection, description="Preference loss and reference model.")
     eval: DPOEvalSection = Field(default_factory=DPOEvalSection, description="Evaluation after training.")
-    output_dir: str = Field("runs/dpo", description="Where the run writes checkpoints and outputs.")
+    output_dir: str = Field("runs/dpo", description="Where the run writes checkpoints and outputs.",
+                            json_schema_extra=OUTPUT_DIR)
 
     @model_validator(mode="after")
     def _cross_checks(self):

@@ -29,7 +29,7 @@ def test_eval_prints_a_table_and_writes_results(run, tiny_model_dir, mc_file, tm
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--task", "/no/such/file.jsonl"], "file not found"),
+    (["--task", "/no/such/file.jsonl"], "--task /no/such/file.jsonl does not exist"),
     ([], "nothing to evaluate"),
     (["--task", "x.jsonl", "--metric", "bleu"], "unknown metric 'bleu'"),
     (["--task", "x.jsonl", "--extract", "regex:("], "invalid regular expression"),
@@ -49,4 +49,4 @@ def test_compare_cli(run, fake_run, mc_file, tmp_path):
     assert comparison["test"]["shots"] == 1 and list(comparison["forgetting"]["tasks"]) == [str(mc_file)]
     assert "gain over best prompting" in stdout and "average retention" in stdout
     code, _, stderr = run("compare", str(tmp_path / "missing"))
-    assert code == 2 and "not a run directory" in stderr
+    assert code == 2 and f"run directory {tmp_path / 'missing'} does not exist" in stderr

@@ -7,8 +7,9 @@ import json
 from rich.console import Console
 
 from sftkit.data.curate.config import CurateConfig, load_curate_config
-from sftkit.data.curate.pipeline import curate
+from sftkit.data.curate.pipeline import curate, output_paths
 from sftkit.data.curate.report import print_report
+from sftkit.paths import check_output, check_spec
 
 
 def options_to_overrides(target: int | None = None, model: str | None = None, max_length: int | None = None,
@@ -36,6 +37,13 @@ def build_config(config_path: str | None, overrides: list[str], decontaminate: l
 
 def run_curate(inputs: list[str], output: str, config: CurateConfig, report_path: str | None, out: Console,
                as_json: bool = False) -> dict:
+    """Curate, then print the report. The output, rejects and report paths, the decontamination sets and the
+    model are checked first, so a wrong path stops before any row is read."""
+    for path, what in zip(output_paths(output, report_path), ("-o/--output", "the rejects file", "--report")):
+        check_output(path, what, "file")
+    for spec in config.decontam.eval:
+        check_spec("data", spec, "decontamination set")
+    check_spec("model", config.model, "curate.model")
     report = curate(inputs, output, config, report_path)
     if as_json:
         summary = {k: report[k] for k in ("rows_read", "rows_kept", "rows_rejected", "stages", "output", "rejects",

@@ -1,5 +1,7 @@
-"""A deterministic planted data set for the curation tests: clean rows of several shapes, and rows planted to
-be caught by exactly one detector each (with the detector that should catch them recorded in `truth`)."""
+"""Deterministic planted data sets for the curation tests: `planted`, clean rows of several shapes and rows
+planted to be caught by exactly one detector each (with the detector that should catch them recorded in
+`truth`); `short_planted`, near-copies of short instructions among rows that share a template but differ in
+substance, scored by `near_copy_scores` (the tests and bench/near_dedup_planted.py)."""
 
 from __future__ import annotations
 
@@ -153,3 +155,130 @@ def write_jsonl(path: Path, rows: list, bad_lines: tuple[str, ...] = ()) -> Path
         for line in bad_lines:
             handle.write(line + "\n")
     return path
+
+
+# Short instruction rows (`short_planted`): near-copies that differ from an original by one prompt word and keep
+# its reply, and template families whose rows differ in substance and must all be kept.
+NAMES = (
+    "France Spain Italy Japan Kenya Peru Canada Egypt Norway Chile Ghana Nepal Cuba Poland Greece Austria Sweden "
+    "Portugal Thailand Brazil Mexico India Turkey Ireland Iceland Morocco Vietnam Finland Denmark Hungary Lisbon "
+    "Vienna Madrid Oslo Cairo Lima Nairobi Athens Warsaw Dublin Prague Berlin Tokyo Havana Quito Bogota Seoul "
+    "Manila Jakarta Sydney Toronto Chicago Boston Denver Austin Seattle Amelia Bruno Clara Diego Elena Felix Greta "
+    "Hugo Irene Jonas Karla Louis Marta Nadia Oscar Paula Rafael Sofia Tomas Ursula Victor Wanda Xavier Yara Zoran"
+).split()
+EDITS = ("plural", "case", "singular", "article")  # the one-word edits of a near-copy's prompt
+FAMILY_KINDS = ("number", "number_same_reply", "entity", "entity_same_reply_template", "reply", "reply_template")
+
+
+def short_text(rng: random.Random, low: int, high: int) -> str:
+    """`low`-`high` words as sentences of 4-14 words."""
+    total, parts = rng.randint(low, high), []
+    while total > 0:
+        size = min(total, rng.randint(4, 14))
+        total -= size
+        parts.append(sentence(rng, size, size))
+    return " ".join(parts)
+
+
+def edit_one_word(rng: random.Random, prompt: str, edit: str) -> str:
+    """`prompt` with one word edited: `plural` adds an s, `case` upper-cases a word (an exact duplicate after
+    normalisation), `singular` drops a final s (a plural is added first if the prompt has none), `article`
+    inserts "the" before a word."""
+    words = prompt.split(" ")
+    alpha = [i for i, w in enumerate(words) if w.isalpha() and len(w) > 2]
+    i = rng.choice(alpha)
+    if edit == "plural":
+        words[i] += "s"
+    elif edit == "case":
+        words[i] = words[i].upper()
+    elif edit == "singular":
+        plural = [j for j in alpha if words[j].endswith("s")]
+        i = rng.choice(plural) if plural else i
+        words[i] = words[i][:-1] if plural else words[i] + "es"
+    else:
+        words.insert(i, "the" if i else "The")
+        words[i + 1] = words[i + 1].lower() if i == 0 else words[i + 1]
+    return " ".join(words)
+
+
+def template_family(rng: random.Random, kind: str, size: int, name: str) -> list[dict]:
+    """`size` rows sharing a 10-40-word prompt template and differing in substance: a number (`number`: the
+    reply follows from it; `number_same_reply`: it does not), an entity (`entity`: a reply about it;
+    `entity_same_reply_template`: one reply template naming it and an attribute of it), or the reply alone
+    (`reply`: different replies; `reply_template`: one reply template with two different words)."""
+    head, tail = short_text(rng, 4, 20)[:-1], short_text(rng, 5, 19)
+    reply_head, reply_tail = short_text(rng, 1, 12)[:-1], short_text(rng, 1, 12)
+    fixed_reply = short_text(rng, 1, 30)
+    slots = rng.sample(range(2, 9999), size) if kind.startswith("number") else rng.sample(NAMES, size)
+    rows = []
+    for i, slot in enumerate(slots):
+        prompt = f"{head} {slot}. {tail}" if kind in FAMILY_KINDS[:4] else f"{head}. {tail}"
+        if kind == "number":
+            reply = f"{reply_head} {slot * 3 + 1}, {reply_tail}"
+        elif kind == "number_same_reply":
+            reply = fixed_reply
+        elif kind == "entity":
+            reply = f"{slot} {short_text(rng, 1, 40)}"
+        elif kind == "entity_same_reply_template":
+            reply = f"{reply_head} {slot} {rng.choice(NAMES)}, {reply_tail}"
+        elif kind == "reply":
+            reply = short_text(rng, 1, 40)
+        else:
+            reply = f"{reply_head} {rng.choice(WORDS)} {rng.choice(WORDS)}, {reply_tail}"
+        rows.append(chat(f"{name}-{i}", prompt, reply))
+    return rows
+
+
+def short_planted(seed: int = 0, num_originals: int = 320, num_families: int = 60, family_size: int = 6
+                  ) -> tuple[list[dict], dict[str, set]]:
+    """(rows in file order, truth) for near duplicates of short instructions (prompts of 10-40 words).
+
+    truth: `pairs` {(original id, copy id, edit)}: the copy's prompt is the original's with one word edited
+    (`EDITS`), and its reply is the same; `clean`: the ids of every other row (originals and template families:
+    `family` holds the family rows alone), all of which should be kept. Originals are free-standing rows
+    (replies of 1-60 words) and, one in five, rows of a template family, so that a copy has siblings that differ
+    only in substance. Every copy comes after its original.
+    """
+    rng = random.Random(seed)
+    families = [template_family(rng, FAMILY_KINDS[f % len(FAMILY_KINDS)], family_size, f"family{f}")
+                for f in range(num_families)]
+    family_rows = [row for family in families for row in family]
+    from_families = iter(rng.sample(family_rows, num_originals // 5))
+    originals = [next(from_families) if i % 5 == 4 else chat(f"short-{i}", short_text(rng, 10, 40),
+                                                             short_text(rng, 1, 60)) for i in range(num_originals)]
+    copies, pairs = [], set()
+    for i, original in enumerate(originals):
+        edit = EDITS[i % len(EDITS)]
+        prompt = edit_one_word(rng, original["messages"][0]["content"], edit)
+        copies.append(chat(f"copy-{i}-{edit}", prompt, original["messages"][1]["content"]))
+        pairs.add((original["id"], copies[-1]["id"], edit))
+    rows = family_rows + [r for r in originals if r["id"].startswith("short-")]
+    rng.shuffle(rows)
+    rows += copies  # after every original
+    truth = {"pairs": pairs, "clean": {r["id"] for r in rows} - {c["id"] for c in copies},
+             "family": {r["id"] for r in family_rows}}
+    return rows, truth
+
+
+def near_copy_scores(rejects: list[dict], truth: dict[str, set]) -> dict:
+    """Recall and clean-row loss of a curation run on `short_planted` rows, from its rejects.
+
+    A copy is caught when it is rejected as a duplicate and its original is kept; `near_recall` counts the copies
+    rejected as `near_duplicate` among those whose edit survives normalisation (all but `case`, which is an exact
+    duplicate); `clean_loss` is the share of clean rows rejected as a duplicate, `family_loss` that of the
+    template-family rows.
+    """
+    reason = {e["row"]["id"]: e["reason"] for e in rejects if isinstance(e["row"], dict)}
+    duplicate = {i for i, r in reason.items() if r in ("near_duplicate", "exact_duplicate")}
+    by_edit: dict[str, list[int]] = {edit: [0, 0] for edit in EDITS}
+    for original, copy, edit in truth["pairs"]:
+        by_edit[edit][0] += copy in duplicate and original not in reason
+        by_edit[edit][1] += 1
+    near = [(o, c) for o, c, edit in truth["pairs"] if edit != "case"]
+    return {
+        "near_recall": sum(reason.get(c) == "near_duplicate" and o not in reason for o, c in near) / len(near),
+        "recall_by_edit": {edit: caught / total for edit, (caught, total) in by_edit.items()},
+        "clean_loss": len(truth["clean"] & duplicate) / len(truth["clean"]),
+        "family_loss": len(truth["family"] & duplicate) / len(truth["family"]),
+        "lost": sorted(truth["clean"] & duplicate),
+    }

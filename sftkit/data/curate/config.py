@@ -27,10 +27,25 @@ class ExactSection(_Section):
 class NearSection(_Section):
     enabled: bool = Field(True, description="Drop near duplicates found with MinHash LSH (datasketch); within a "
                           "cluster the best-scored row is kept.")
-    ngram_words: int = Field(5, ge=1, le=50, description="Words per shingle.")
-    threshold: float = Field(0.8, gt=0.0, lt=1.0, description="Estimated Jaccard similarity of shingle sets at "
-                             "or above which two rows are duplicates.")
-    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations (signature length).")
+    shingles: Literal["chars", "words"] = Field("chars", description="`chars`: character n-grams of the "
+                                                "normalised text (lower-cased words joined by single spaces), "
+                                                "which a one-word edit of a short prompt changes only locally; "
+                                                "`words`: word n-grams (the web-document setting, blind to "
+                                                "one-word edits of short rows).")
+    ngram_chars: int = Field(5, ge=1, le=50, description="Characters per shingle (`shingles: chars`).")
+    ngram_words: int = Field(5, ge=1, le=50, description="Words per shingle (`shingles: words`).")
+    parts: Literal["prompt_and_reply", "whole"] = Field("prompt_and_reply", description="`prompt_and_reply`: "
+                                                        "the prompt (system and user turns) and the reply "
+                                                        "(assistant turns) must each reach `threshold`, so rows "
+                                                        "sharing a prompt but not a reply, or the reverse, are "
+                                                        "kept; `whole`: the conversation as one text.")
+    numbers_must_match: bool = Field(True, description="Rows whose numbers (runs of digits, in order) differ "
+                                     "are never near duplicates: a template filled with other numbers asks "
+                                     "another question.")
+    threshold: float = Field(0.85, gt=0.0, lt=1.0, description="Estimated Jaccard similarity of shingle sets at "
+                             "or above which two rows (each part, with `parts: prompt_and_reply`) are "
+                             "duplicates.")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations (signature length, per part).")
     seed: int = Field(1, description="Seed of the MinHash permutations.")
 
 

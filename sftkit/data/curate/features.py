@@ -1,8 +1,9 @@
 """One pass over the validated rows, in batches, computing everything the stages decide on.
 
-Only compact per-row results are kept (a 128-bit key, a MinHash signature, a score, word counts, and the
-flags of flagged rows), so memory grows by ~0.6 KB per row on top of the rows themselves. Every detector runs
-on every row, so a rejected row lists all its reasons, not only the first stage that dropped it.
+Only compact per-row results are kept (a 128-bit key, MinHash signatures of the prompt and the reply, a key
+of the row's numbers, a score, word counts, and the flags of flagged rows), so memory grows by ~1.1 KB per row
+on top of the rows themselves. Every detector runs on every row, so a rejected row lists all its reasons, not
+only the first stage that dropped it.
 
 Batches are independent, so they run in `workers` forked processes and are merged in batch order: the
 result does not depend on the number of workers. Each batch's conversations are sent to a worker (~1 ms per
@@ -26,7 +27,8 @@ from sftkit.data.curate.decontam import Decontaminator
 from sftkit.data.curate.dedup import MinHasher
 from sftkit.data.curate.pii import PIIDetector
 from sftkit.data.curate.quality import QualityChecker, heuristic_score
-from sftkit.data.curate.text import batch_ngram_hashes, fold32, normalized_key, word_hashes, words
+from sftkit.data.curate.shingles import Shingler
+from sftkit.data.curate.text import normalized_key, word_hashes, words
 from sftkit.data.curate.tokens import TokenLengths
 
 BATCH_ROWS = 2048
@@ -35,7 +37,8 @@ BATCH_ROWS = 2048
 @dataclass
 class Features:
     keys: list[int]
-    signatures: np.ndarray | None
+    signatures: np.ndarray | None  # (rows, parts, num_perm) uint32
+    number_keys: np.ndarray | None  # (rows,) uint64, when near.numbers_must_match
     heuristic: np.ndarray
     conversation_words: np.ndarray
     reply_words: np.ndarray
@@ -53,6 +56,7 @@ class _Detectors:
         near = config.near
         self.config, self.decontaminator = config, decontaminator
         self.minhasher = MinHasher(near.num_perm, near.seed) if near.enabled else None
+        self.shingler = Shingler(near) if near.enabled else None
         self.checker = QualityChecker(config.quality) if config.quality.enabled else None
         self.lengths = None
         if tokenizer is not None and config.quality.enabled:
@@ -74,7 +78,9 @@ def compute_features(examples, config: CurateConfig, tokenizer=None, decontamina
     if detectors.lengths is not None:  # decided once, before any fork, so that every worker agrees
         detectors.lengths.probe([ex.messages for ex in examples[:64]])
     near = config.near
-    feats = Features(keys=[0] * n, signatures=np.empty((n, near.num_perm), np.uint32) if near.enabled else None,
+    parts = detectors.shingler.num_parts if near.enabled else 0
+    feats = Features(keys=[0] * n, signatures=np.empty((n, parts, near.num_perm), np.uint32) if near.enabled else None,
+                     number_keys=np.zeros(n, np.uint64) if near.enabled and near.numbers_must_match else None,
                      heuristic=np.zeros(n), conversation_words=np.zeros(n, np.int64), reply_words=np.zeros(n, np.int64))
     starts = list(range(0, n, batch_rows))
     workers = min(workers or _cpu_count(), len(starts))
@@ -117,7 +123,7 @@ def _batch(batch: list[list[dict]], det: _Detectors, start: int) -> dict:
     """Features of one batch of conversations (message lists) starting at row `start`."""
     out = {"start": start, "keys": [], "flags": {}, "seconds": defaultdict(float), "num_tokenized": 0,
            "heuristic": np.zeros(len(batch)), "conversation_words": np.zeros(len(batch), np.int64),
-           "reply_words": np.zeros(len(batch), np.int64), "signatures": None}
+           "reply_words": np.zeros(len(batch), np.int64), "signatures": None, "number_keys": None}
     seconds, flags = out["seconds"], out["flags"]
     clock = time.perf_counter()
     doc_words, doc_hashes, batch_msg_words = [], [], []
@@ -133,8 +139,14 @@ def _batch(batch: list[list[dict]], det: _Detectors, start: int) -> dict:
     seconds["exact_dedup"] += time.perf_counter() - clock
     if det.minhasher is not None:
         clock = time.perf_counter()
-        shingles, doc_index, _ = batch_ngram_hashes(doc_hashes, det.config.near.ngram_words, whole_if_short=True)
-        out["signatures"] = det.minhasher.signatures(fold32(shingles), doc_index, len(batch))
+        shingler = det.shingler
+        parts = [part for messages, msg_words in zip(batch, batch_msg_words)
+                 for part in shingler.part_words(messages, msg_words)]
+        shingles, doc_index = shingler.shingles(parts)
+        signatures = det.minhasher.signatures(shingles, doc_index, len(parts))
+        out["signatures"] = signatures.reshape(len(batch), shingler.num_parts, -1)
+        if det.config.near.numbers_must_match:
+            out["number_keys"] = np.array([shingler.number_key(messages) for messages in batch], dtype=np.uint64)
         seconds["near_dedup"] += time.perf_counter() - clock
     clock = time.perf_counter()
     for offset, (messages, msg_words) in enumerate(zip(batch, batch_msg_words)):
@@ -165,6 +177,8 @@ def _merge(feats: Features, result: dict) -> None:
     feats.keys[start:end] = result["keys"]
     if result["signatures"] is not None:
         feats.signatures[start:end] = result["signatures"]
+    if result["number_keys"] is not None:
+        feats.number_keys[start:end] = result["number_keys"]
     for name in ("heuristic", "conversation_words", "reply_words"):
         getattr(feats, name)[start:end] = result[name]
     for offset, found in result["flags"].items():

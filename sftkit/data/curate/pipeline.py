@@ -148,7 +148,8 @@ def _dedup_stages(run: _Run) -> None:
     found, info = {}, {}
     clock = time.perf_counter()
     if config.near.enabled:
-        near = near_duplicates(feats.signatures, run.alive, run.preference(), config.near.threshold)
+        near = near_duplicates(feats.signatures, run.alive, run.preference(), config.near.threshold,
+                               feats.number_keys)
         found = {row: ("near_duplicate", f"estimated Jaccard {near.similarity[row]:.2f} with {run.label(keep)} "
                        "(kept)") for row, keep in near.dup_of.items()}
         info = {"clusters": near.num_clusters}

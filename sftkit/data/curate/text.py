@@ -1,9 +1,11 @@
-"""Text features shared by the stages: normalised words, deterministic word hashes, word n-gram hashes.
+"""Text features shared by the stages: normalised words, deterministic word hashes, word and character n-gram
+hashes.
 
 Words are lower-cased runs of letters and digits (`\\w+`), so case, whitespace and punctuation never make two
 texts differ. Hashes are xxHash, not Python's `hash`, so that every run gives the same clusters and the same
 output, byte for byte. N-gram hashes are computed for many documents at once with numpy: the documents'
-word hashes are concatenated and n-grams that would cross a document boundary are discarded.
+word hashes (or character code points) are concatenated and n-grams that would cross a document boundary are
+discarded.
 """
 
 from __future__ import annotations
@@ -85,12 +87,28 @@ def batch_ngram_hashes(docs: Sequence[np.ndarray], n: int, whole_if_short: bool 
         (hashes, doc_index, position): one entry per n-gram; `position` is the index of its first word.
     """
     lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
+    nonempty = [d for d in docs if len(d)]
+    flat = np.concatenate(nonempty) if nonempty else np.empty(0, dtype=np.uint64)
+    return flat_ngram_hashes(flat, lengths, n, whole_if_short)
+
+
+def char_codes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(code points of all `texts` concatenated as uint64, each text's length in characters): the input of
+    `flat_ngram_hashes` for character n-grams."""
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    joined = "".join(texts).encode("utf-32-le", "surrogatepass")
+    return np.frombuffer(joined, dtype=np.uint32).astype(np.uint64), lengths
+
+
+def flat_ngram_hashes(flat: np.ndarray, lengths: np.ndarray, n: int, whole_if_short: bool = False,
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`batch_ngram_hashes` of documents given as one array of token hashes (words or characters) and the
+    number of tokens of each document."""
     if lengths.sum() == 0:
         empty = np.empty(0, dtype=np.int64)
         return np.empty(0, dtype=np.uint64), empty, empty
-    flat = np.concatenate([d for d in docs if len(d)]) if len(docs) else np.empty(0, dtype=np.uint64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    doc_of_word = np.repeat(np.arange(len(docs)), lengths)
+    doc_of_word = np.repeat(np.arange(len(lengths)), lengths)
     count = len(flat) - n + 1
     parts_h, parts_d, parts_p = [], [], []
     if count > 0:
@@ -105,7 +123,8 @@ def batch_ngram_hashes(docs: Sequence[np.ndarray], n: int, whole_if_short: bool 
     if whole_if_short:
         short = np.nonzero((lengths > 0) & (lengths < n))[0]
         if len(short):
-            parts_h.append(np.array([ngram_hashes(docs[i], len(docs[i]))[0] for i in short], dtype=np.uint64))
+            parts_h.append(np.array([ngram_hashes(flat[starts[i]:starts[i] + lengths[i]], lengths[i])[0]
+                                     for i in short], dtype=np.uint64))
             parts_d.append(short)
             parts_p.append(np.zeros(len(short), dtype=np.int64))
     if not parts_h:

@@ -28,7 +28,8 @@ class Reply:
     """One generated reply.
 
     text: decoded without special tokens, cut before the first stop string; not stripped.
-    token_ids: the generated tokens, without the stop token that ended the reply.
+    token_ids: the generated tokens of the reply: without the stop token that ended it, with the tokens that
+        complete a stop string.
     finish_reason: `stop` (a stop token or stop string), `length` (`max_new_tokens` reached) or
         `content_filter` (a guardrail blocked the request or withheld the reply; `text` is its notice).
     prompt: the rendered prompt the model continued.
@@ -58,7 +59,9 @@ def stop_token_ids(model, tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def _check_sampling(temperature: float, top_p: float) -> None:
+def _check_options(max_new_tokens: int, temperature: float, top_p: float) -> None:
+    if max_new_tokens < 1:
+        raise UserError(f"max_new_tokens {max_new_tokens}: a reply needs at least 1 new token")
     if temperature < 0:
         raise UserError(f"temperature {temperature} is negative: use 0 for greedy decoding or a positive value")
     if not 0 < top_p <= 1:
@@ -113,7 +116,7 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
     guard: a `sftkit.safety.guardrails.Guardrail`; a blocked request is not sent to the model and a blocked
         reply is withheld, each replaced by the guardrail's notice.
     """
-    _check_sampling(temperature, top_p)
+    _check_options(max_new_tokens, temperature, top_p)
     stop = list(stop or [])
     prompts = [render_prompt(tokenizer, c) for c in conversations]
     encoded = [tokenizer.encode(p, add_special_tokens=False) for p in prompts]

@@ -130,10 +130,11 @@ def test_sampling_is_seeded_and_leaves_the_global_random_state_alone(tokenizer):
 
 
 @pytest.mark.parametrize("options, message", [({"temperature": -1.0}, "temperature -1.0 is negative"),
-                                              ({"top_p": 0.0}, r"top_p 0.0 is outside \(0, 1\]")])
-def test_bad_sampling_options_are_user_errors(tokenizer, options, message):
+                                              ({"top_p": 0.0}, r"top_p 0.0 is outside \(0, 1\]"),
+                                              ({"max_new_tokens": 0}, "max_new_tokens 0: a reply needs at least 1")])
+def test_bad_generation_options_are_user_errors(tokenizer, options, message):
     with pytest.raises(UserError, match=message):
-        generate(make_tiny_model(), tokenizer, [user("Hi")], 2, **options)
+        generate(make_tiny_model(), tokenizer, [user("Hi")], **{"max_new_tokens": 2, **options})
 
 
 def test_guard_blocks_requests_before_and_replies_after_generation(tmp_path, tokenizer):

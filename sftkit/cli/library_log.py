@@ -3,7 +3,8 @@
 While a command runs, Python warnings raised from code outside the sftkit package and WARNING records of
 library loggers (transformers, torch, peft, datasets, huggingface_hub, ...) are appended to
 `SFTKIT_HOME/logs/library.log`; at the end one line says how many went there (known ones a user cannot act
-on are logged but not counted). sftkit's own warnings still print, as one `warning:` line each. `SFTKIT_LIBRARY_WARNINGS=show` leaves everything on the terminal.
+on are logged but not counted). sftkit's own warnings still print, as one `warning:` line each.
+`SFTKIT_LIBRARY_WARNINGS=show` leaves everything on the terminal.
 """
 
 from __future__ import annotations

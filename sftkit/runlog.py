@@ -26,13 +26,18 @@ def truncate_metrics(path: Path, step: int) -> None:
     path.write_text("".join(r + "\n" for r in rows))
 
 
-def open_tensorboard(path: Path):
-    """A TensorBoard SummaryWriter, or None when tensorboard cannot be imported."""
+def open_tensorboard(path: Path, purge_step: int = 0):
+    """A TensorBoard SummaryWriter, or None when tensorboard cannot be imported.
+
+    The writer opens with a session-start marker at `purge_step`: TensorBoard's readers then drop the events
+    earlier sessions wrote at that step or later, so each step a resumed run redoes appears once, with its new
+    values (the event files themselves keep the old records).
+    """
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is a dependency, but a broken install must not stop training
         return None
-    return SummaryWriter(str(path))
+    return SummaryWriter(str(path), purge_step=purge_step)
 
 
 class MetricsLog:
@@ -50,7 +55,7 @@ class MetricsLog:
         if resume_step is not None:
             truncate_metrics(path, resume_step)
         self.file = open(path, "a" if resume_step is not None else "w", encoding="utf-8")
-        self.writer = open_tensorboard(out_dir / "tensorboard")
+        self.writer = open_tensorboard(out_dir / "tensorboard", 0 if resume_step is None else resume_step + 1)
 
     def log(self, row: dict) -> None:
         """One row (`step` plus numbers); numeric values also become TensorBoard scalars at that step."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
+
 from sftkit.data.dataset import DataReport
 from sftkit.outputs import describe_run
 from sftkit.runlog import MetricsLog, config_changes
@@ -26,6 +29,47 @@ def test_resume_drops_rows_after_the_checkpoint_and_appends(tmp_path):
         (0, 1.0), (1, 0.5), (2, 1.0 / 3), (3, 0.3)]
     MetricsLog(tmp_path, enabled=True).close()  # a fresh run starts a fresh file
     assert rows(tmp_path / "metrics.jsonl") == []
+
+
+def tensorboard_scalars(run) -> dict[str, list[tuple[int, float]]]:
+    """{tag: [(step, value)]} as TensorBoard's own reader serves them (it honours session-start purges)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_tensorboard_after_a_crash_and_resume_has_each_step_once(tmp_path, tiny_model_dir, monkeypatch):
+    """Checkpoint at step 3, crash in step 6: steps 4 and 5 (validation at 5) run twice. Without purging, step
+    4's train scalars hide the first session's steps 4-5 of those tags only; val_loss at 5 showed up twice."""
+    import sftkit.recipes.sft as sft
+    from tests.recipes.test_sft import make_config
+
+    config = make_config(tmp_path, tiny_model_dir, max_steps=7, save_every=3, eval_every=5)
+    original, calls = sft.CausalLMLoss.forward, {"n": 0}
+
+    def crash_in_step_six(self, batch):
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 6:  # one micro-batch per step
+                raise RuntimeError("simulated crash")
+        return original(self, batch)
+
+    monkeypatch.setattr(sft.CausalLMLoss, "forward", crash_in_step_six)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        sft.train(config, quiet=True)
+    monkeypatch.setattr(sft.CausalLMLoss, "forward", original)
+    sft.train(config, resume=True, quiet=True)
+    run = tmp_path / "run"
+    logged = rows(run / "metrics.jsonl")
+    assert [r["step"] for r in logged] == [0, 1, 2, 3, 4, 5, 6, 7]
+    scalars = tensorboard_scalars(run)
+    assert set(scalars) == {k for r in logged for k in r if k != "step"}
+    for tag, points in scalars.items():
+        # TensorBoard stores float32: the values are metrics.jsonl's, rounded once
+        assert points == [(r["step"], float(np.float32(r[tag]))) for r in logged if tag in r], tag
+    assert [step for step, _ in scalars["val_loss"]] == [0, 5, 7]
 
 
 def test_disabled_log_writes_nothing(tmp_path):

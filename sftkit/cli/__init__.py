@@ -23,7 +23,15 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Entry point: user mistakes print one line and exit 2, never a traceback."""
+    """Entry point: user mistakes print one line and exit 2, never a traceback; other libraries' warnings go
+    to a log file (sftkit.cli.library_log)."""
+    from sftkit.cli.library_log import library_log
+
+    with library_log(console):
+        _run()
+
+
+def _run() -> None:
     try:
         app(standalone_mode=False)
     except UserError as exc:

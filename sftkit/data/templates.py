@@ -113,6 +113,24 @@ def _unstable(name: str, index: int, what: str, prefix: str, whole: str) -> str:
             "add_generation_prompt before an assistant turn) is the start of the full rendering")
 
 
+def end_of_turn_token_id(tokenizer) -> int | None:
+    """The special token the chat template puts after an assistant reply (`<|im_end|>`, `<|eot_id|>`,
+    `<end_of_turn>`): the first special token after the reply, the token training teaches a model to end a
+    reply with (see `assistant_spans`). None when the template closes a reply with no special token or cannot
+    render a user turn followed by an assistant turn."""
+    probe = "sftkit end-of-turn probe"
+    try:
+        text = render(tokenizer, [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": probe}])
+    except TemplateError:
+        return None
+    specials = _special_strings(tokenizer)
+    at = text.find(probe)
+    if at < 0 or not specials:
+        return None
+    hit = re.compile("|".join(map(re.escape, specials))).search(text, at + len(probe))
+    return tokenizer.convert_tokens_to_ids(hit.group()) if hit else None
+
+
 def tokenize_conversation(tokenizer, messages: list[dict], train_on: str = "all") -> Tokenized:
     """Token ids of the rendered conversation and labels (-100 outside the assistant spans).
 

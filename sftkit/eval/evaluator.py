@@ -122,12 +122,13 @@ class Evaluator:
             values, rows = choice_predictions(task.items, scores)
             info["num_context_truncated"] = sum(s.context_truncated for s in scores)
         elif task.kind == "generation":
-            from sftkit.eval.generation import generate, generation_predictions, render_prompt
+            from sftkit.eval.generation import generation_predictions
+            from sftkit.generation import generate
 
-            prompts = [render_prompt(tokenizer, item.messages) for item in task.items]
-            outputs = generate(model, tokenizer, prompts, self.settings.max_new_tokens,
-                               self.settings.generation_batch_size)
-            values, rows = generation_predictions(task.items, prompts, outputs, parse_extract(self.settings.extract))
+            replies = generate(model, tokenizer, [item.messages for item in task.items], self.settings.max_new_tokens,
+                               batch_size=self.settings.generation_batch_size)
+            values, rows = generation_predictions(task.items, [r.prompt for r in replies], [r.text for r in replies],
+                                                  parse_extract(self.settings.extract))
             if self.settings.extract is not None:
                 info["num_no_answer_extracted"] = sum(r["extracted"] is None for r in rows)
         else:

@@ -106,7 +106,7 @@ class JudgeRefusalClassifier:
 
     @torch.no_grad()
     def __call__(self, prompts: list[str], replies: list[str]) -> list[bool]:
-        from sftkit.eval.generation import render_prompt
+        from sftkit.generation import render_prompt
 
         texts = [render_prompt(self.tokenizer, [{"role": "user", "content": JUDGE_QUESTION.format(
             prompt=p, reply=r.strip() or "(empty)")}]) for p, r in zip(prompts, replies)]

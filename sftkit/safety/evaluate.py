@@ -2,7 +2,7 @@
 `hhh_alignment` multiple-choice accuracy, each with n and a 95% bootstrap interval; with `against`, the same
 for the second model and the paired difference (model - against, paired bootstrap over the same prompts).
 
-Replies are generated greedily with the model's chat template (`sftkit.eval.generation`), in batches, at most
+Replies are generated greedily with the model's chat template (`sftkit.generation`), in batches, at most
 `max_new_tokens` each; HHH is scored with the eval package's multiple-choice scorer (`sftkit.eval.choice`).
 A base model's replies and HHH scores are cached (keyed by model, prompts and generation settings), so
 `--against default` costs nothing the second time. Refusals are classified afresh on every run, so a change
@@ -66,16 +66,16 @@ def evaluate_model(spec: str, prompts: list, hhh_task, settings: SafetySettings,
         hit = cache.load(key)
         if hit is not None:
             return {**hit, "cached": True}
-    from sftkit.eval.generation import generate, render_prompt
+    from sftkit.generation import generate
     from sftkit.models import load_for_inference
 
     started = time.perf_counter()
     model, tokenizer, description = load_for_inference(spec, _dtype(settings.dtype))
     if hasattr(model, "merge_and_unload"):  # an adapter run: same function, faster generation
         model = model.merge_and_unload()
-    rendered = [render_prompt(tokenizer, [{"role": "user", "content": p.prompt}]) for p in prompts]
-    replies = generate(model, tokenizer, rendered, settings.max_new_tokens, settings.batch_size)
-    result = {"description": description, "replies": [r.strip() for r in replies], "hhh": None,
+    replies = generate(model, tokenizer, [[{"role": "user", "content": p.prompt}] for p in prompts],
+                       settings.max_new_tokens, batch_size=settings.batch_size)
+    result = {"description": description, "replies": [r.text.strip() for r in replies], "hhh": None,
               "generation_seconds": round(time.perf_counter() - started, 1)}
     if hhh_task is not None:
         from sftkit.eval.choice import choice_predictions, score_items

@@ -99,21 +99,25 @@ class Guardrail:
                 return Verdict(True, f"classifier {self.classifier_name}")
         return Verdict(False)
 
+    def screen_request(self, index: int, conversation: list[dict]) -> str | None:
+        """The notice that replaces the reply when the user's last message is blocked (it is then not sent to
+        the model), else None."""
+        user = next((m["content"] for m in reversed(conversation) if m["role"] == "user"), "")
+        verdict = self.check(user)
+        return self._notice("input", verdict, index) if verdict.blocked else None
+
+    def screen_reply(self, index: int, reply: str) -> str | None:
+        """The notice that replaces a blocked reply, else None."""
+        verdict = self.check(reply)
+        return self._notice("output", verdict, index) if verdict.blocked else None
+
     def apply(self, generate: Callable[[list[list[dict]]], list[str]], conversations: list[list[dict]]) -> list[str]:
         """Replies for `conversations` via `generate`, with blocked inputs skipped and blocked replies withheld."""
-        replies: list[str | None] = [None] * len(conversations)
-        allowed = []
-        for index, conversation in enumerate(conversations):
-            user = next((m["content"] for m in reversed(conversation) if m["role"] == "user"), "")
-            verdict = self.check(user)
-            if verdict.blocked:
-                replies[index] = self._notice("input", verdict, index)
-            else:
-                allowed.append(index)
+        replies: list[str | None] = [self.screen_request(i, c) for i, c in enumerate(conversations)]
+        allowed = [i for i, reply in enumerate(replies) if reply is None]
         generated = generate([conversations[i] for i in allowed]) if allowed else []
         for index, reply in zip(allowed, generated):
-            verdict = self.check(reply)
-            replies[index] = self._notice("output", verdict, index) if verdict.blocked else reply
+            replies[index] = self.screen_reply(index, reply) or reply
         return replies
 
     def _notice(self, where: str, verdict: Verdict, index: int) -> str:

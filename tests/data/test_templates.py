@@ -8,6 +8,7 @@ from sftkit.data.templates import (
     CHATML_TEMPLATE,
     IGNORE_INDEX,
     TemplateError,
+    end_of_turn_token_id,
     ensure_chat_template,
     render,
     tokenize_conversation,
@@ -130,6 +131,18 @@ def test_template_that_raises_becomes_template_error(tokenizer, monkeypatch):
         tokenize_conversation(tokenizer, WITH_SYSTEM)
     assert str(info.value) == (f"the chat template of {tokenizer.name_or_path} cannot render this conversation "
                                "(3 message(s)): roles must alternate")
+
+
+@pytest.mark.parametrize("template, expected", [
+    (None, IM_END),  # SmolLM2's own template
+    ("{% for m in messages %}{{ m['content'] }}\n<|endoftext|>{% endfor %}", 0),  # whitespace before the token
+    ("{% for m in messages %}{{ m['content'] }}\n\n{% endfor %}", None),  # no special token closes a reply
+    ("{{ raise_exception('roles must alternate') }}", None),
+])
+def test_end_of_turn_token_is_the_first_special_token_after_a_reply(tokenizer, monkeypatch, template, expected):
+    if template is not None:
+        monkeypatch.setattr(tokenizer, "chat_template", template)
+    assert end_of_turn_token_id(tokenizer) == expected
 
 
 def test_missing_chat_template_falls_back_to_chatml_with_warning(tokenizer, monkeypatch):

@@ -22,6 +22,7 @@ from pathlib import Path
 from rich.text import Text
 
 import sftkit
+from sftkit.errors import UserError
 
 SHOW_ENV = "SFTKIT_LIBRARY_WARNINGS"
 # Logged but not counted in the closing line: nothing a user can act on.
@@ -163,5 +164,5 @@ def library_log(console):
         return contextlib.nullcontext()
     try:
         return LibraryLog(cache_dir("logs") / "library.log", console)
-    except OSError:  # no writable SFTKIT_HOME: warnings stay on the terminal rather than vanish
-        return contextlib.nullcontext()
+    except (OSError, UserError):  # no usable SFTKIT_HOME: warnings stay on the terminal rather than vanish;
+        return contextlib.nullcontext()  # the command itself then reports what is wrong with it

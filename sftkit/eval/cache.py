@@ -17,7 +17,7 @@ from pathlib import Path
 from sftkit.paths import cache_dir
 
 # bump when a change to scoring would change cached numbers
-CODE_VERSION = 1
+CODE_VERSION = 2  # 2: BIG-bench choices follow the output prefix after one space
 _CONFIG_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                  "special_tokens_map.json", "chat_template.jinja")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")

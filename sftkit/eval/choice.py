@@ -1,10 +1,12 @@
 """Multiple-choice scoring by the summed log-probability of each choice's tokens after the context.
 
-Tokenisation follows lm-evaluation-harness 0.4 (`_encode_pair`): the choice is scored as `delimiter + choice`
-(delimiter " "); trailing whitespace of the context moves to the continuation; the context is encoded alone,
-the continuation is the tail of encoding context + continuation; an empty context is the BOS (else EOS)
-token. `acc` picks the highest summed log-probability, `acc_norm` the highest log-probability divided by
-the choice's length in characters; ties go to the first choice, as with numpy's argmax.
+Each item defines the text scored for choice i, `context + delimiter + choices[i]` (the delimiter is " " for
+lm-eval-style tasks; BIG-bench tasks put the single space into the context, `sftkit.eval.tasks`). Tokenisation
+follows lm-evaluation-harness 0.4 (`_encode_pair`): trailing whitespace of the context moves to the
+continuation; the context is encoded alone, the continuation is the tail of encoding the whole text; an empty
+context is the BOS (else EOS) token. `acc` picks the highest summed log-probability, `acc_norm` the highest
+log-probability divided by the choice's length in characters; ties go to the first choice, as with numpy's
+argmax.
 
 Speed: questions are batched; each batch runs the contexts once (left-padded, explicit positions) and
 reuses their key/value cache for all choices of each question, which are scored together in one pass.
@@ -19,8 +21,6 @@ import torch
 
 from sftkit.data.packing import longest_first, pad_rows
 from sftkit.eval.tasks import ChoiceItem
-
-DELIMITER = " "
 
 
 @dataclass
@@ -53,6 +53,14 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
     whole = _encode(tokenizer, context + continuation)
     context_ids = _encode(tokenizer, context)
     return context_ids, whole[len(context_ids):]
+
+
+def encode_item(tokenizer, item: ChoiceItem) -> tuple[list[int], list[list[int]]]:
+    """(context ids, continuation ids of each choice): the tokens scored for `item`."""
+    pairs = [encode_pair(tokenizer, item.context, item.delimiter + choice) for choice in item.choices]
+    if any(ctx != pairs[0][0] for ctx, _ in pairs):  # cannot happen: the context is the same text for every choice
+        raise RuntimeError("context tokenisation differs between choices")
+    return pairs[0][0], [cont for _, cont in pairs]
 
 
 def pick_choices(logprobs: list[float], choices: list[str]) -> tuple[int, int]:
@@ -123,17 +131,12 @@ def _score_batch(model, pad_id: int, batch: list[tuple[list[int], list[list[int]
     return result
 
 
-def score_items(model, tokenizer, items: list[ChoiceItem], batch_size: int = 8,
-                delimiter: str = DELIMITER) -> list[ChoiceScore]:
+def score_items(model, tokenizer, items: list[ChoiceItem], batch_size: int = 8) -> list[ChoiceScore]:
     """Score every choice of every item; `batch_size` is questions per forward pass."""
     encoded, truncated = [], []
     limit = _max_positions(model)
     for item in items:
-        pairs = [encode_pair(tokenizer, item.context, delimiter + choice) for choice in item.choices]
-        ctx = pairs[0][0]
-        if any(p[0] != ctx for p in pairs):  # cannot happen: the context is the same text for every choice
-            raise RuntimeError("context tokenisation differs between choices")
-        conts = [p[1] for p in pairs]
+        ctx, conts = encode_item(tokenizer, item)
         if any(not c for c in conts):
             raise RuntimeError(f"{item.source}:{item.line}: a choice encodes to no tokens")
         cut = False
@@ -155,11 +158,13 @@ def score_items(model, tokenizer, items: list[ChoiceItem], batch_size: int = 8,
 
 
 def choice_predictions(items: list[ChoiceItem], scores: list[ChoiceScore]) -> tuple[dict, list[dict]]:
-    """Per-example `acc`/`acc_norm` values and the prediction rows (prompt, choices, log-probs, picks)."""
+    """Per-example `acc`/`acc_norm` values and the prediction rows: `prompt + delimiter + choices[i]` is the
+    text whose continuation tokens give `choice_logprobs[i]`."""
     acc = [float(s.pick in item.correct) for item, s in zip(items, scores)]
     acc_norm = [float(s.pick_norm in item.correct) for item, s in zip(items, scores)]
-    rows = [{"source": item.source, "line": item.line, "prompt": item.context, "choices": item.choices,
-             "choice_logprobs": s.logprobs, "pick": s.pick, "pick_norm": s.pick_norm, "correct": item.correct,
-             "acc": a, "acc_norm": an, **({"context_truncated": True} if s.context_truncated else {})}
+    rows = [{"source": item.source, "line": item.line, "prompt": item.context, "delimiter": item.delimiter,
+             "choices": item.choices, "choice_logprobs": s.logprobs, "pick": s.pick, "pick_norm": s.pick_norm,
+             "correct": item.correct, "acc": a, "acc_norm": an,
+             **({"context_truncated": True} if s.context_truncated else {})}
             for item, s, a, an in zip(items, scores, acc, acc_norm)]
     return {"acc": acc, "acc_norm": acc_norm}, rows

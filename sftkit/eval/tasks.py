@@ -1,9 +1,9 @@
 """Evaluation tasks from a spec: data files (generation), BIG-bench tasks, lm-eval-style multiple-choice JSONL, text.
 
 Specs:
-  `bigbench:NAME` or a BIG-bench `task.json` path: multiple choice when every example has `target_scores`,
-      else generation scored against any `target`.
-  `FILE.jsonl` whose rows have `choices` and `answer`: multiple choice, lm-evaluation-harness style.
+  `bigbench:NAME` or a BIG-bench `task.json` path: multiple choice when every example has `target_scores`
+      (prompt and choices joined as BIG-bench does), else generation scored against any `target`.
+  `FILE.jsonl` whose rows have `choices` and `answer`: multiple choice, joined as lm-evaluation-harness does.
   `perplexity:fables` or `perplexity:FILE` (.txt, blank-line separated; or .jsonl with `text`): perplexity.
   any other data file, directory or hub id `sftkit data inspect` reads: generation; the last assistant turn
       is the reference, the turns before it are the prompt.
@@ -15,6 +15,7 @@ import hashlib
 import json
 import random
 import re
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -25,15 +26,20 @@ from sftkit.errors import UserError
 
 FABLES_TASK = "understanding_fables"
 _FABLE_QUESTION = re.compile(r"\s*What is the moral of this story\?\s*$")
+LM_EVAL_DELIMITER = " "  # lm-evaluation-harness's default `target_delimiter`
 
 
 @dataclass
 class ChoiceItem:
+    """One question. Choice i is scored as the text `context + delimiter + choices[i]`, which the task's format
+    defines (tokenised by lm-eval's rule, `sftkit.eval.choice.encode_pair`)."""
+
     context: str
     choices: list[str]
     correct: list[int]
     source: str
     line: int
+    delimiter: str = LM_EVAL_DELIMITER
 
 
 @dataclass
@@ -126,6 +132,17 @@ def bigbench_context(task: dict, example: dict) -> str:
             + task.get("example_output_prefix", "\nA: "))
 
 
+def bigbench_choice_item(task: dict, example: dict, source: str, line: int) -> ChoiceItem:
+    """BIG-bench's whitespace rule: a choice follows the output prefix after exactly one space, whatever spaces
+    end the prefix or start the choice (`\\nA: ` + `Yes` is `\\nA: Yes`, `\\nAssistant:` + `Yes` is
+    `\\nAssistant: Yes`); after a prefix that ends a line, the choice starts the next line."""
+    head = bigbench_context(task, example).rstrip(" \t")
+    context = head if not head or head.endswith("\n") else head + " "
+    scores = example["target_scores"]
+    correct = [j for j, v in enumerate(scores.values()) if v == max(scores.values())]
+    return ChoiceItem(context, [str(c).lstrip() for c in scores], correct, source, line, delimiter="")
+
+
 def _bigbench_task(spec: str, files: list[tuple[Path, dict]]) -> Task:
     from sftkit.data.formats import bigbench_prompt
 
@@ -133,13 +150,14 @@ def _bigbench_task(spec: str, files: list[tuple[Path, dict]]) -> Task:
     if not examples:
         raise UserError("BIG-bench task has no examples", spec)
     if all(isinstance(ex.get("target_scores"), dict) and ex["target_scores"] for _, _, _, ex in examples):
-        items = []
+        task = Task(spec, "choice", [], headline="acc")
         for path, data, line, ex in examples:
-            choices = [str(c) for c in ex["target_scores"]]
-            best = max(ex["target_scores"].values())
-            correct = [j for j, v in enumerate(ex["target_scores"].values()) if v == best]
-            items.append(ChoiceItem(bigbench_context(data, ex), choices, correct, str(path), line))
-        return Task(spec, "choice", items, headline="acc")
+            item = bigbench_choice_item(data, ex, str(path), line)
+            if all(item.choices):
+                task.items.append(item)
+            else:  # scored as no tokens, an empty choice would always win
+                task.skipped["empty_choice"] += 1
+        return _warn_skipped(spec, task, "an empty choice")
     task = Task(spec, "generation", [], headline="exact_match")
     for path, data, line, ex in examples:
         target = ex.get("target")
@@ -150,11 +168,14 @@ def _bigbench_task(spec: str, files: list[tuple[Path, dict]]) -> Task:
         extra = {k: data.get(k) for k in ("task_prefix", "example_input_prefix")}
         prompt = [{"role": "user", "content": bigbench_prompt({"input": ex["input"]}, extra)}]
         task.items.append(GenerationItem(prompt, [str(t) for t in targets], str(path), line))
-    if task.skipped:
-        import warnings
+    return _warn_skipped(spec, task, "neither target nor target_scores")
 
-        warnings.warn(f"{spec}: skipped {dict(task.skipped)} examples with neither target nor target_scores",
-                      stacklevel=2)
+
+def _warn_skipped(spec: str, task: Task, why: str) -> Task:
+    if task.skipped:
+        warnings.warn(f"{spec}: skipped {dict(task.skipped)} examples with {why}", stacklevel=3)
+    if not task.items:
+        raise UserError(f"BIG-bench task has no usable examples (skipped: {dict(task.skipped)})", spec)
     return task
 
 

@@ -21,7 +21,7 @@ from sftkit.eval.choice import encode_item
 from sftkit.eval.evaluator import EvalSettings, Evaluator
 from sftkit.eval.tasks import load_task
 from tests.conftest import make_tiny_model
-from tests.eval.test_generation import greedy_reference
+from tests.helpers import greedy_text
 
 FLOAT64_ATOL = 1e-9
 # BIG-bench prompts: the default output prefix "\nA: " ends with a space; "\nAssistant:" (hhh_alignment) does
@@ -163,5 +163,5 @@ def test_generation_tasks_continue_exactly_the_recorded_prompt(tmp_path, evaluat
         for item, row in zip(task.items, result.predictions):
             assert row["prompt"] == tokenizer.apply_chat_template(item.messages, tokenize=False,
                                                                   add_generation_prompt=True)
-            assert row["output"] == greedy_reference(model64, tokenizer, row["prompt"], 6)
+            assert row["output"] == greedy_text(model64, tokenizer, row["prompt"], 6)
     assert task.items[0].messages == [{"role": "user", "content": "Add.\n1+1"}]

@@ -22,6 +22,7 @@ from sftkit.errors import UserError
 from sftkit.loss import CausalLMLoss
 from sftkit.recipes.sft import train
 from tests.recipes.test_sft import adapter_weights, write_data
+from tests.recipes.trajectory import LOSS_RTOL
 
 
 def _examples(n, seed=0):
@@ -168,9 +169,10 @@ def test_24_packed_sum_loss_equals_individual_and_positions_reset(tiny_model):
         for e in ex:  # transformers' own loss (mean over shifted labels) times the count
             out = tiny_model(input_ids=torch.tensor([e.input_ids]), labels=torch.tensor([e.labels]))
             reference += out.loss.item() * sum(1 for x in e.labels[1:] if x != -100)
-    assert packed == pytest.approx(single, rel=1e-5)
-    assert packed == pytest.approx(padded, rel=1e-5)
-    assert packed == pytest.approx(reference, rel=1e-5)
+    # sums of positive per-token losses, computed in other shapes and attention kernels: LOSS_RTOL (trajectory.py)
+    assert packed == pytest.approx(single, rel=LOSS_RTOL, abs=0)
+    assert packed == pytest.approx(padded, rel=LOSS_RTOL, abs=0)
+    assert packed == pytest.approx(reference, rel=LOSS_RTOL, abs=0)
 
 
 def test_25_adapter_reload_identical_logits(tmp_path, tiny_model_dir):
@@ -188,6 +190,7 @@ def test_25_adapter_reload_identical_logits(tmp_path, tiny_model_dir):
     reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / "adapter")
     ids = torch.tensor([[1, 200, 300, 400, 2]])
     model.eval()
+    # bit-equality: the safetensors round trip is exact and both models run the same ops on the same shapes
     assert torch.equal(model(ids).logits, reloaded(ids).logits)
     merged = reloaded.merge_and_unload()
     torch.testing.assert_close(merged(ids).logits, model(ids).logits, rtol=1e-4, atol=1e-4)

@@ -18,8 +18,11 @@ import sftkit.recipes.dpo as dpo_recipe
 from sftkit.config import load_config
 from sftkit.errors import ConfigError
 from sftkit.recipes.dpo import DPOConfig, train_dpo
+from tests.recipes.test_sft import run_recorded
+from tests.recipes.trajectory import LOSS_RTOL, assert_same_trajectory, load_steps, use_recording_sgd
 
 LN2 = math.log(2)
+BETA = 0.1  # dpo.beta's default, which these tests train with
 
 
 def write_pairs(path: Path, n: int = 24, seed: int = 0) -> Path:
@@ -51,6 +54,29 @@ def metrics(run: Path) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+def margin_atol(row: dict, prefix: str = "", beta: float = BETA) -> float:
+    """How far two correct runs' mean reward margins may differ. Sequence log-probabilities are sums of negative
+    per-token log-probabilities (no cancellation: each within LOSS_RTOL); a margin is beta times a difference of
+    four of them (policy and reference, chosen and rejected), so it carries their absolute errors, not relative."""
+    return 2 * beta * LOSS_RTOL * (abs(row[prefix + "chosen_logp"]) + abs(row[prefix + "rejected_logp"]))
+
+
+def assert_same_metrics(rows: list[dict], reference: list[dict]) -> None:
+    """The continuous metrics of each row agree: log-probabilities to LOSS_RTOL, reward margins to margin_atol,
+    and the loss -log(sigmoid(margin)), whose slope is below 1, to margin_atol too. Reward accuracy is left out:
+    it counts margins above 0, and a margin within rounding noise of 0 may fall on either side elsewhere."""
+    for row, ref in zip(rows, reference, strict=True):
+        assert row["step"] == ref["step"]
+        for prefix in ("", "val_"):
+            if prefix + "chosen_logp" not in ref:
+                continue
+            for key in ("chosen_logp", "rejected_logp"):
+                assert row[prefix + key] == pytest.approx(ref[prefix + key], rel=LOSS_RTOL, abs=0), (key, ref["step"])
+            for key in ("reward_margin", "loss" if prefix else "train_loss"):
+                assert row[prefix + key] == pytest.approx(ref[prefix + key], rel=0, abs=margin_atol(ref, prefix)), (
+                    prefix + key, ref["step"])
+
+
 def test_first_step_loss_is_ln2_and_base_weights_never_change(tmp_path, tiny_model_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -60,6 +86,7 @@ def test_first_step_loss_is_ln2_and_base_weights_never_change(tmp_path, tiny_mod
     assert set(rows[0]) == {"step", "val_loss", "val_reward_accuracy", "val_reward_margin", "val_chosen_logp",
                             "val_rejected_logp"}
     assert {"train_loss", "reward_accuracy", "reward_margin", "chosen_logp", "rejected_logp"} <= set(rows[1])
+    # exactly ln 2 but for float32 rounding: while B = 0 the policy adds exact zeros to the reference's computation
     assert rows[0]["val_loss"] == pytest.approx(LN2, abs=1e-6)
     assert rows[0]["val_reward_accuracy"] == 0.0 and rows[0]["val_reward_margin"] == 0.0
     assert rows[1]["train_loss"] == pytest.approx(LN2, abs=1e-6)
@@ -101,18 +128,20 @@ def test_full_finetune_reference_copy_never_changes(tmp_path, tiny_model_dir, mo
     assert metrics(tmp_path / "run")[1]["train_loss"] == pytest.approx(LN2, abs=1e-6)
 
 
-def test_precomputed_reference_equals_frozen_copy(tmp_path, tiny_model_dir):
+def test_precomputed_reference_equals_frozen_copy(tmp_path, tiny_model_dir, monkeypatch):
+    """The table of reference log-probabilities (computed before training, in other batches than the steps use)
+    gives the metrics and steps of a frozen copy run beside the policy (SGD for AdamW: trajectory.py)."""
     runs = {}
+    steps = use_recording_sgd(monkeypatch, dpo_recipe)
     for precompute in (False, True):
         cfg = make_config(tmp_path, tiny_model_dir, out=f"pre{precompute}", method="full", learning_rate=1e-3,
                           max_steps=3, eval_every=3, dpo={"precompute_reference": precompute})
-        runs[precompute] = (train_dpo(cfg, quiet=True), metrics(Path(cfg.output_dir)))
-    assert runs[True][0]["reference"] == "precomputed"
+        runs[precompute] = (train_dpo(cfg, quiet=True), metrics(Path(cfg.output_dir)), list(steps))
+        del steps[:]
+    assert runs[True][0]["reference"] == "precomputed" and runs[False][0]["reference"] == "frozen_copy"
     assert (tmp_path / "preTrue/reference_logps.safetensors").exists()
-    for a, b in zip(runs[False][1], runs[True][1], strict=True):
-        for key in ("train_loss", "val_loss", "val_reward_accuracy", "reward_margin"):
-            if key in a:
-                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (key, a["step"])
+    assert_same_metrics(runs[True][1], runs[False][1])
+    assert_same_trajectory(runs[True][2], runs[False][2])
 
 
 def test_training_raises_reward_accuracy_on_training_pairs(tmp_path, tiny_model_dir):
@@ -132,16 +161,20 @@ def test_ipo_starts_at_its_target_and_learns(tmp_path, tiny_model_dir):
     assert summary["best_val_loss"] < 0.9 and summary["val_reward_accuracy"] > 0.5
 
 
-def test_packing_and_accumulation_give_the_same_update(tmp_path, tiny_model_dir):
-    weights = {}
+def test_packing_and_accumulation_give_the_same_update(tmp_path, tiny_model_dir, monkeypatch):
+    """Packed or padded, 4 x 1 or 1 x 4: the same metrics, gradients and updates at every step (SGD for AdamW:
+    tests/recipes/trajectory.py)."""
+    runs = {}
+    steps = use_recording_sgd(monkeypatch, dpo_recipe)
     for name, packing, mb, ga in (("packed4x1", True, 4, 1), ("padded4x1", False, 4, 1), ("packed1x4", True, 1, 4)):
         cfg = make_config(tmp_path, tiny_model_dir, out=name, packing=packing, micro_batch_size=mb,
-                          grad_accum_steps=ga)
+                          grad_accum_steps=ga, max_steps=3, eval_every=3)
         train_dpo(cfg, quiet=True)
-        weights[name] = load_file(tmp_path / name / "adapter/adapter_model.safetensors")
+        runs[name] = (list(steps), metrics(tmp_path / name))
+        del steps[:]
     for name in ("padded4x1", "packed1x4"):
-        for key, value in weights["packed4x1"].items():
-            torch.testing.assert_close(weights[name][key], value, rtol=1e-3, atol=1e-5)
+        assert_same_metrics(runs[name][1], runs["packed4x1"][1])
+        assert_same_trajectory(runs[name][0], runs["packed4x1"][0])
 
 
 def test_resume_after_interruption_is_exact(tmp_path, tiny_model_dir, monkeypatch):
@@ -164,6 +197,8 @@ def test_resume_after_interruption_is_exact(tmp_path, tiny_model_dir, monkeypatc
     train_dpo(killed, resume=True, quiet=True)
     a = load_file(tmp_path / "straight/adapter/adapter_model.safetensors")
     b = load_file(tmp_path / "killed/adapter/adapter_model.safetensors")
+    # bit-equality, even under AdamW: the resumed run starts from the checkpoint's exact bits and repeats the same
+    # ops in the same order, on the same machine and thread count (see tests/recipes/test_sft.py's resume tests)
     assert all(torch.equal(a[k], b[k]) for k in a)
     curve = lambda run: [(r["step"], r.get("train_loss"), r.get("val_loss")) for r in metrics(run)]  # noqa: E731
     assert curve(tmp_path / "straight") == curve(tmp_path / "killed")
@@ -213,7 +248,11 @@ def test_start_from_sft_adapter_continue(tmp_path, tiny_model_dir, sft_run):
     summary = train_dpo(make_config(tmp_path, sft_run, max_steps=2, dpo={"sft_adapter": "continue"}), quiet=True)
     run = tmp_path / "run"
     assert summary["reference"] == "precomputed" and summary["outputs"] == {"adapter": str(run / "adapter")}
-    assert metrics(run)[1]["train_loss"] == pytest.approx(LN2, abs=1e-6)
+    # The reference is the starting policy, precomputed in other batches than step 1's: the margin is 0 up to
+    # rounding (margin_atol), and the loss -log(sigmoid(margin)) is ln 2 to half that (its slope at 0 is 1/2).
+    first = metrics(run)[1]
+    assert first["reward_margin"] == pytest.approx(0.0, abs=margin_atol(first))
+    assert first["train_loss"] == pytest.approx(LN2, abs=margin_atol(first) / 2)
     start = load_file(sft_run / "adapter/adapter_model.safetensors")
     tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), run / "adapter")
     assert json.loads((run / "adapter/adapter_config.json").read_text())["r"] == 16
@@ -259,9 +298,8 @@ def test_cli_bad_row_exits_2_with_file_and_line(tmp_path, tiny_model_dir):
 @pytest.mark.slow
 def test_two_process_gloo_equals_one_process(tmp_path, tiny_model_dir):
     """8 pairs per step as 1 process x 4 micro-batches or 2 processes x 2; the third step is partial (2 pairs),
-    so one process runs a zero-weight pair to keep DDP's backward passes matched."""
-    import os
-
+    so one process runs a zero-weight pair to keep DDP's backward passes matched. The same metrics, gradients and
+    updates at every step (SGD for AdamW: tests/recipes/trajectory.py)."""
     import yaml
 
     pairs = write_pairs(tmp_path / "pairs.jsonl")
@@ -271,21 +309,8 @@ def test_two_process_gloo_equals_one_process(tmp_path, tiny_model_dir):
         cfg = dict(common, output_dir=str(tmp_path / name), train={"max_steps": 3, "micro_batch_size": 2,
                    "grad_accum_steps": ga, "learning_rate": 1e-2, "warmup_ratio": 0.0, "eval_every": 3})
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    assert subprocess.run([sys.executable, "-m", "sftkit.cli", "dpo", str(tmp_path / "one.yaml")], env=env,
-                          capture_output=True, timeout=600).returncode == 0
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           "29547", "-m", "sftkit.cli", "dpo", str(tmp_path / "two.yaml")], env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for r1, r2 in zip(metrics(tmp_path / "one"), metrics(tmp_path / "two"), strict=True):
-        for key in ("train_loss", "reward_accuracy", "val_loss", "val_reward_margin"):
-            if key in r1:
-                assert r2[key] == pytest.approx(r1[key], rel=1e-4, abs=1e-6), (key, r1["step"])
-    a = load_file(tmp_path / "one/adapter/adapter_model.safetensors")
-    b = load_file(tmp_path / "two/adapter/adapter_model.safetensors")
-    # Adam moves every element by about lr in its first steps, however small its gradient: an element whose gradient
-    # is ~0 can go either way with the order of float summation, hence atol 1e-3 (lr 1e-2) on the weights.
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-3)
+    run_recorded(["dpo", str(tmp_path / "one.yaml")], tmp_path / "steps-one")
+    run_recorded(["dpo", str(tmp_path / "two.yaml")], tmp_path / "steps-two", processes=2, port=29547)
+    assert_same_metrics(metrics(tmp_path / "two"), metrics(tmp_path / "one"))
+    assert_same_trajectory(load_steps(tmp_path / "steps-two"), load_steps(tmp_path / "steps-one"))
     assert json.loads((tmp_path / "two/summary.json").read_text())["world_size"] == 2

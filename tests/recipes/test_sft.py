@@ -9,17 +9,18 @@ import signal
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+import sftkit.recipes.sft as sft_recipe
 from sftkit.checkpoint import MARKER
 from sftkit.config import SFTConfig
 from sftkit.errors import NonFiniteLossError, UserError
 from sftkit.recipes.sft import train
+from tests.recipes.trajectory import LOSS_RTOL, assert_same_trajectory, load_steps, use_recording_sgd
 
 
 def write_data(path: Path, n: int = 24, seed: int = 0) -> Path:
@@ -57,53 +58,30 @@ def adapter_weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(run / "adapter" / "adapter_model.safetensors")
 
 
-def _capture_step_grads(monkeypatch) -> list[list[torch.Tensor]]:
-    """Record every trainable gradient at each of the recipe's optimizer steps (before AdamW turns it into
-    roughly lr * sign(g), which would hide a reweighting)."""
-    import sftkit.recipes.sft as sft
-
-    seen: list[list[torch.Tensor]] = []
-    build = sft.build_optimizer
-
-    def build_and_spy(*args, **kwargs):
-        optimizer = build(*args, **kwargs)
-        step = optimizer.step
-
-        def spy(self, *a, **k):
-            seen.append([p.grad.detach().clone() for group in self.param_groups for p in group["params"]])
-            return step(*a, **k)
-
-        optimizer.step = types.MethodType(spy, optimizer)  # a bound method, as the LR scheduler expects
-        return optimizer
-
-    monkeypatch.setattr(sft, "build_optimizer", build_and_spy)
-    return seen
+def train_losses(run: Path) -> list[float]:
+    return [r["train_loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+            if "train_loss" in r]
 
 
 def test_accumulation_equivalence(tmp_path, tiny_model_dir, monkeypatch):
-    """8x1, 2x4 and 1x8 over the same examples give the same gradients, losses and update (fp32, uneven
-    lengths), including the last, partial step: 18 training examples make steps of 8, 8 and 2."""
+    """8x1, 2x4 and 1x8 over the same examples give the same losses, gradients and updates at every step (fp32,
+    uneven lengths), including the last, partial step: 18 training examples make steps of 8, 8 and 2.
+    SGD stands in for AdamW: see tests/recipes/trajectory.py for why, and for the tolerances."""
     results = []
-    seen = _capture_step_grads(monkeypatch)
+    steps = use_recording_sgd(monkeypatch, sft_recipe)
     for mb, ga in ((8, 1), (2, 4), (1, 8)):
         (tmp_path / f"{mb}x{ga}").mkdir()
-        del seen[:]
         cfg = make_config(tmp_path / f"{mb}x{ga}", tiny_model_dir, micro_batch_size=mb, grad_accum_steps=ga,
                           max_steps=3)
         summary = train(cfg, quiet=True)
-        losses = [json.loads(x)["train_loss"] for x in (Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines()
-                  if "train_loss" in x]
-        results.append((summary, adapter_weights(Path(cfg.output_dir)), list(seen), losses))
-    (s0, w0, g0, l0) = results[0]
-    assert s0["steps"] == 3 and len(g0) == 3 and len(l0) == 3
-    for s, w, g, losses in results[1:]:
-        assert s["trained_tokens"] == s0["trained_tokens"]
-        assert losses == pytest.approx(l0, rel=1e-5)
-        for step_grads, step_grads0 in zip(g, g0, strict=True):
-            for grad, grad0 in zip(step_grads, step_grads0, strict=True):
-                torch.testing.assert_close(grad, grad0, rtol=1e-4, atol=1e-7)
-        for name in w0:
-            torch.testing.assert_close(w[name], w0[name], rtol=1e-3, atol=1e-5)
+        results.append((summary, list(steps), train_losses(Path(cfg.output_dir))))
+        del steps[:]
+    (s0, steps0, losses0) = results[0]
+    assert s0["steps"] == 3 and len(steps0) == 3 and len(losses0) == 3
+    for summary, run_steps, losses in results[1:]:
+        assert summary["trained_tokens"] == s0["trained_tokens"]
+        assert losses == pytest.approx(losses0, rel=LOSS_RTOL, abs=0)
+        assert_same_trajectory(run_steps, steps0)
 
 
 def test_mean_of_means_would_differ(tiny_model_dir, tokenizer):
@@ -129,16 +107,20 @@ def test_mean_of_means_would_differ(tiny_model_dir, tokenizer):
     assert abs(correct - mean_of_means) > 1e-3
 
 
-def test_packing_equals_padding(tmp_path, tiny_model_dir):
-    """Packed (varlen attention) and padded batches give the same training trajectory."""
+def test_packing_equals_padding(tmp_path, tiny_model_dir, monkeypatch):
+    """Packed (varlen attention) and padded batches give the same validation loss and the same training
+    trajectory: losses, gradients and updates at every step (SGD for AdamW: tests/recipes/trajectory.py)."""
     out = {}
+    steps = use_recording_sgd(monkeypatch, sft_recipe)
     for packing in (True, False):
         (tmp_path / str(packing)).mkdir()
-        cfg = make_config(tmp_path / str(packing), tiny_model_dir, packing=packing, max_steps=2)
-        out[packing] = (train(cfg, quiet=True), adapter_weights(Path(cfg.output_dir)))
-    assert out[True][0]["initial_val_loss"] == pytest.approx(out[False][0]["initial_val_loss"], rel=1e-5)
-    for name, value in out[True][1].items():
-        torch.testing.assert_close(value, out[False][1][name], rtol=1e-3, atol=1e-5)
+        cfg = make_config(tmp_path / str(packing), tiny_model_dir, packing=packing, max_steps=3)
+        out[packing] = (train(cfg, quiet=True), list(steps), train_losses(Path(cfg.output_dir)))
+        del steps[:]
+    assert out[True][0]["initial_val_loss"] == pytest.approx(out[False][0]["initial_val_loss"], rel=LOSS_RTOL, abs=0)
+    assert out[True][0]["best_val_loss"] == pytest.approx(out[False][0]["best_val_loss"], rel=LOSS_RTOL, abs=0)
+    assert out[True][2] == pytest.approx(out[False][2], rel=LOSS_RTOL, abs=0)
+    assert_same_trajectory(out[True][1], out[False][1])
 
 
 def test_trainable_change_frozen_do_not(tmp_path, tiny_model_dir):
@@ -236,7 +218,7 @@ def test_non_finite_gradient_norm_stops_before_the_optimizer_steps(tmp_path, tin
     """A finite loss with an inf gradient norm also stops the run, and the optimizer never takes that step."""
     import sftkit.recipes.sft as sft
 
-    seen = _capture_step_grads(monkeypatch)
+    seen = use_recording_sgd(monkeypatch, sft)
     clip = torch.nn.utils.clip_grad_norm_
 
     def clip_then_poison(params, max_norm, *args, **kwargs):
@@ -290,6 +272,9 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path, tiny_model_dir):
     assert proc.wait() == -signal.SIGKILL
     assert not (runs["killed"] / "summary.json").exists()
     assert _run_cli(["train", str(tmp_path / "killed.yaml"), "--resume"], env).wait(timeout=300) == 0
+    # Bit-equality holds, even under AdamW: the resumed process starts from the checkpoint's exact bits (weights,
+    # AdamW moments, scheduler, RNG states) and repeats the same ops on the same shapes in the same order as the
+    # uninterrupted one, on the same machine with the same thread count, so every rounding is the same.
     a, b = adapter_weights(runs["straight"]), adapter_weights(runs["killed"])
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -326,6 +311,7 @@ def test_crash_mid_epoch_and_mid_window_then_resume_matches_uninterrupted(tmp_pa
     monkeypatch.setattr(sft.CausalLMLoss, "forward", original)
     assert [p.name for p in ckpt_dirs(crashed)] == ["step-0000002"]
     resumed = train(crashed, resume=True, quiet=True)
+    # bit-equality: same ops in the same order from the same bits (see the SIGKILL test above)
     a, b = adapter_weights(Path(tmp_path / "straight" / "run")), adapter_weights(Path(crashed.output_dir))
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -349,13 +335,35 @@ def test_existing_run_needs_resume(tmp_path, tiny_model_dir):
         train(cfg, quiet=True)
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_recorded(args: list[str], steps_dir: Path, processes: int = 1, port: int = 0) -> None:
+    """`sftkit ARGS` (under torchrun with `processes` > 1) on recording SGD (tests/recipes/sgd_cli.py)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "SFTKIT_TEST_STEPS_DIR": str(steps_dir)}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port",
+                str(port)] if processes > 1 else [sys.executable]
+    proc = subprocess.run([*launcher, "-m", "tests.recipes.sgd_cli", *args], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def assert_same_curves(one: Path, two: Path, keys: tuple[str, ...] = ("train_loss", "val_loss")) -> None:
+    rows = lambda run: [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    for r1, r2 in zip(rows(one), rows(two), strict=True):
+        for key in keys:
+            if key in r1:
+                assert r2[key] == pytest.approx(r1[key], rel=LOSS_RTOL, abs=0), (key, r1["step"])
+
+
 @pytest.mark.slow
 def test_two_process_gloo_equals_one_process(tmp_path, tiny_model_dir):
+    """1 process x 4 micro-batches and 2 processes x 2 give the same losses, gradients and updates at every step
+    (SGD for AdamW: tests/recipes/trajectory.py)."""
     import yaml
 
     # 22 training rows: step 3 holds 6, so rank 1 has one micro-batch fewer and runs a no-target batch
     data = write_data(tmp_path / "data.jsonl", n=28)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     common = {"model": {"name": str(tiny_model_dir)}, "data": {"train_path": str(data), "val_fraction": 0.2},
               "lora": {"dropout": 0.0}}
     one = dict(common, output_dir=str(tmp_path / "one"),
@@ -366,19 +374,10 @@ def test_two_process_gloo_equals_one_process(tmp_path, tiny_model_dir):
                       "eval_every": 2, "save_every": 1, "keep_last": 1})  # every step: both ranks race to save
     (tmp_path / "one.yaml").write_text(yaml.safe_dump(one))
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(two))
-    assert _run_cli(["train", str(tmp_path / "one.yaml")], env).wait(timeout=300) == 0
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           "29533", "-m", "sftkit.cli", "train", str(tmp_path / "two.yaml")], env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    rows = lambda name: [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]  # noqa
-    for r1, r2 in zip(rows("one"), rows("two"), strict=True):
-        for key in ("train_loss", "val_loss"):
-            if key in r1:
-                assert r2[key] == pytest.approx(r1[key], rel=1e-4), (key, r1["step"])
-    a, b = adapter_weights(tmp_path / "one"), adapter_weights(tmp_path / "two")
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-5)
+    run_recorded(["train", str(tmp_path / "one.yaml")], tmp_path / "steps-one")
+    run_recorded(["train", str(tmp_path / "two.yaml")], tmp_path / "steps-two", processes=2, port=29533)
+    assert_same_curves(tmp_path / "one", tmp_path / "two")
+    assert_same_trajectory(load_steps(tmp_path / "steps-two"), load_steps(tmp_path / "steps-one"))
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["world_size"] == 2
     # only rank 0 writes: one complete checkpoint, no half-written or duplicate directories
     assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == ["best", "step-0000004"]
@@ -388,11 +387,12 @@ def test_two_process_gloo_equals_one_process(tmp_path, tiny_model_dir):
 
 @pytest.mark.slow
 def test_two_process_fsdp_full_equals_one_process(tmp_path, tiny_model_dir):
+    """Full fine-tuning sharded over 2 processes takes the steps of 1 process (SGD for AdamW), and the merged
+    export is the gathered weights of the best step, bit for bit."""
     import yaml
-    from transformers import AutoModelForCausalLM
+    from safetensors.torch import load_file as load_weights
 
     data = write_data(tmp_path / "data.jsonl", n=22)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     common = {"model": {"name": str(tiny_model_dir)}, "data": {"train_path": str(data), "val_fraction": 0.25}}
     train_cfg = {"method": "full", "max_steps": 3, "micro_batch_size": 2, "learning_rate": 1e-3, "eval_every": 2,
                  "save_every": 2}
@@ -400,32 +400,29 @@ def test_two_process_fsdp_full_equals_one_process(tmp_path, tiny_model_dir):
     two = dict(common, output_dir=str(tmp_path / "two"), train=dict(train_cfg, grad_accum_steps=2, fsdp=True))
     (tmp_path / "one.yaml").write_text(yaml.safe_dump(one))
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(two))
-    assert _run_cli(["train", str(tmp_path / "one.yaml")], env).wait(timeout=300) == 0
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                           "29534", "-m", "sftkit.cli", "train", str(tmp_path / "two.yaml")], env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    rows = lambda name: [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]  # noqa
-    for r1, r2 in zip(rows("one"), rows("two"), strict=True):
-        for key in ("train_loss", "val_loss"):
-            if key in r1:
-                assert r2[key] == pytest.approx(r1[key], rel=1e-4), (key, r1["step"])
-    a = AutoModelForCausalLM.from_pretrained(tmp_path / "one" / "merged").state_dict()
-    b = AutoModelForCausalLM.from_pretrained(tmp_path / "two" / "merged").state_dict()
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-5)
+    run_recorded(["train", str(tmp_path / "one.yaml")], tmp_path / "steps-one")
+    run_recorded(["train", str(tmp_path / "two.yaml")], tmp_path / "steps-two", processes=2, port=29534)
+    assert_same_curves(tmp_path / "one", tmp_path / "two")
+    steps = load_steps(tmp_path / "steps-two")
+    assert_same_trajectory(steps, load_steps(tmp_path / "steps-one"))
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["best_step"] == 3  # so the export below is the last recorded step
+    merged = load_weights(tmp_path / "two" / "merged" / "model.safetensors")
+    assert merged.keys() >= steps[-1].after.keys()
+    for name, weight in steps[-1].after.items():
+        assert torch.equal(merged[name], weight), name
     assert (tmp_path / "two" / "checkpoints" / "step-0000002" / "COMPLETE").exists()
 
 
-def test_gradient_checkpointing_gives_same_update(tmp_path, tiny_model_dir):
+def test_gradient_checkpointing_gives_same_update(tmp_path, tiny_model_dir, monkeypatch):
     out = {}
+    steps = use_recording_sgd(monkeypatch, sft_recipe)
     for flag in (False, True):
         (tmp_path / str(flag)).mkdir()
-        cfg = make_config(tmp_path / str(flag), tiny_model_dir, gradient_checkpointing=flag, max_steps=2)
-        out[flag] = adapter_weights(Path(train(cfg, quiet=True)["outputs"]["adapter"]).parent)
-    for name, value in out[True].items():
-        torch.testing.assert_close(value, out[False][name], rtol=1e-4, atol=1e-6)
+        train(make_config(tmp_path / str(flag), tiny_model_dir, gradient_checkpointing=flag, max_steps=2), quiet=True)
+        out[flag] = list(steps)
+        del steps[:]
+    assert_same_trajectory(out[True], out[False])
 
 
 def test_eval_safety_puts_the_headline_in_summary(tmp_path, tiny_model_dir, monkeypatch):

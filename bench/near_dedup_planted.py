@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests` is importable when run as a script
 
-from sftkit.data.curate import curate  # noqa: E402
-from sftkit.data.curate.config import load_curate_config  # noqa: E402
-from tests.data.curate_planted import EDITS, near_copy_scores, short_planted, write_jsonl  # noqa: E402
+from sftkit.curate import curate  # noqa: E402
+from sftkit.curate.config import load_curate_config  # noqa: E402
+from tests.curate.planted import EDITS, near_copy_scores, short_planted, write_jsonl  # noqa: E402
 
 # The quality filters are off: they would only change which row of a cluster is kept, and they need the tokenizer.
 BASE = ("workers=1", "quality.enabled=false")

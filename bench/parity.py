@@ -20,10 +20,10 @@ def run_parity(spec: RunSpec, tolerance: float = TOLERANCE) -> dict:
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from bench.worker import load_for_trl, ordered_rows, trl_trainer
-    from sftkit.attention import register
+    from sftkit.training.attention import register
     from sftkit.data.dataset import TokenizedExample
-    from sftkit.data.packing import collate
-    from sftkit.loss import CausalLMLoss
+    from sftkit.data.batching import collate
+    from sftkit.training.loss import CausalLMLoss
 
     rows = ordered_rows(spec)
     batch_rows = rows[:spec.micro_batch_size]  # the first micro-batch of every contender but TRL packing

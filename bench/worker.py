@@ -161,7 +161,7 @@ def load_for_trl(spec: RunSpec):
 
 def ordered_rows(spec: RunSpec) -> list[dict]:
     """The tokenised examples in the order of sftkit's first epoch (its seeded shuffle)."""
-    from sftkit.data.packing import epoch_order
+    from sftkit.data.batching import epoch_order
 
     rows = read_tokens(spec.tokens_path)
     return [rows[i] for i in epoch_order(len(rows), spec.seed, 0)]

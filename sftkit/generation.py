@@ -16,8 +16,8 @@ from typing import Literal
 
 import torch
 
-from sftkit.data.packing import longest_first, pad_rows
-from sftkit.data.templates import end_of_turn_token_id, ensure_chat_template
+from sftkit.data.batching import longest_first, pad_rows
+from sftkit.data.chat_labels import end_of_turn_token_id, ensure_chat_template
 from sftkit.errors import UserError
 
 FinishReason = Literal["stop", "length", "content_filter"]

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from sftkit import checkpoint as ckpt
-from sftkit.attention import register
+from sftkit.training import checkpoint as ckpt
+from sftkit.training.attention import register
 from sftkit.config import SFTConfig
 from sftkit.data.dataset import Example, TokenizedExample, tokenize_examples
-from sftkit.data.packing import collate, epoch_order, split_step, step_indices, steps_per_epoch
+from sftkit.data.batching import collate, epoch_order, split_step, step_indices, steps_per_epoch
 from sftkit.errors import UserError
-from sftkit.loss import CausalLMLoss
+from sftkit.training.loss import CausalLMLoss
 from sftkit.recipes.sft import train
 from tests.recipes.test_sft import adapter_weights, write_data
 from tests.recipes.trajectory import LOSS_RTOL

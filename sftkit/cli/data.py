@@ -108,7 +108,7 @@ def data_curate(
 ):
     """Curate SFT data: dedup, quality filters, decontamination, PII, selection; every dropped row goes to the
     rejects file with its reasons."""
-    from sftkit.data.curate.command import build_config, run_curate
+    from sftkit.curate.command import build_config, run_curate
 
     cfg = build_config(str(config) if config else None, overrides or [], decontaminate or [], target=target,
                        model=model, max_length=max_length, fmt=fmt, pii=pii, score=score, semantic=semantic)

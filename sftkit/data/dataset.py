@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sftkit.data.formats import FORMATS, RowError, detect_format, to_messages
 from sftkit.data.readers import BadRow, Row, iter_rows
-from sftkit.data.templates import IGNORE_INDEX, TemplateError, ensure_chat_template, tokenize_conversation
+from sftkit.data.chat_labels import IGNORE_INDEX, TemplateError, ensure_chat_template, tokenize_conversation
 from sftkit.errors import UserError
 
 

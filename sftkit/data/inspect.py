@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 
 from sftkit.data.dataset import load_conversations, tokenize_examples
-from sftkit.data.templates import IGNORE_INDEX, trained_segments
+from sftkit.data.chat_labels import IGNORE_INDEX, trained_segments
 
 
 def _stats(values: list[int]) -> dict:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from sftkit.data.dataset import DataReport, TokenizedExample, read_rows
 from sftkit.data.formats import RowError, validate_messages
 from sftkit.data.readers import Row
-from sftkit.data.templates import IGNORE_INDEX, TemplateError, ensure_chat_template, tokenize_conversation
+from sftkit.data.chat_labels import IGNORE_INDEX, TemplateError, ensure_chat_template, tokenize_conversation
 from sftkit.errors import UserError
 
 PREFERENCE_FORMATS = ("prompt", "messages", "implicit")

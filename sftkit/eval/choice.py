@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sftkit.data.packing import longest_first, pad_rows
+from sftkit.data.batching import longest_first, pad_rows
 from sftkit.eval.tasks import ChoiceItem
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from sftkit.data.packing import longest_first, pad_rows
+from sftkit.data.batching import longest_first, pad_rows
 from sftkit.eval.choice import prefix_token_id, token_logprobs
 from sftkit.eval.tasks import TextItem
 

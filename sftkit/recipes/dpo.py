@@ -24,21 +24,21 @@ from pathlib import Path
 
 import torch
 
-from sftkit import checkpoint as ckpt
+from sftkit.training import checkpoint as ckpt
 from sftkit.config import to_yaml
 from sftkit.data.dataset import DataReport, split_indices
-from sftkit.data.packing import epoch_order, to_device, split_step, step_indices, steps_per_epoch
+from sftkit.data.batching import epoch_order, to_device, split_step, step_indices, steps_per_epoch
 from sftkit.data.preferences import load_preferences, tokenize_pairs
-from sftkit.distributed import World, all_reduce_sum, barrier, init_world, shutdown
-from sftkit.dpo_loss import SequenceLogProbs, collate_pairs, preference_loss
+from sftkit.training.distributed import World, all_reduce_sum, barrier, init_world, shutdown
+from sftkit.training.dpo_loss import SequenceLogProbs, collate_pairs, preference_loss
 from sftkit.errors import NonFiniteLossError, UserError
 from sftkit.models import count_parameters, load_tokenizer
-from sftkit.outputs import describe_run, export_model, peak_memory_mb, write_json
-from sftkit.optim import build_optimizer, build_scheduler, restore_peak_lr
-from sftkit.progress import Reporter
+from sftkit.training.run_dir import describe_run, export_model, peak_memory_mb, write_json
+from sftkit.training.optim import build_optimizer, build_scheduler, restore_peak_lr
+from sftkit.training.reporter import Reporter
 from sftkit.recipes.dpo_config import DPOConfig
 from sftkit.recipes.dpo_reference import load_policy, precomputed_reference, start_point
-from sftkit.runlog import MetricsLog, config_changes
+from sftkit.training.metrics_log import MetricsLog, config_changes
 
 __all__ = ["DPOConfig", "train_dpo", "evaluate_pairs"]
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from sftkit.attention import register as register_varlen
+from sftkit.training.attention import register as register_varlen
 from sftkit.config import TrainSection
-from sftkit.distributed import World, barrier
-from sftkit.dpo_loss import collate_pairs
+from sftkit.training.distributed import World, barrier
+from sftkit.training.dpo_loss import collate_pairs
 from sftkit.errors import UserError
 from sftkit.models import apply_lora, is_run_dir, load_model, resolve_model_path, run_base_model
 from sftkit.recipes.dpo_config import DPOConfig
-from sftkit.data.packing import to_device
+from sftkit.data.batching import to_device
 
 
 def start_point(config: DPOConfig) -> dict:

@@ -16,20 +16,20 @@ from pathlib import Path
 
 import torch
 
-from sftkit import checkpoint as ckpt
-from sftkit import sharding
-from sftkit.attention import register as register_varlen
+from sftkit.training import checkpoint as ckpt
+from sftkit.training import sharding
+from sftkit.training.attention import register as register_varlen
 from sftkit.config import SFTConfig, to_yaml
 from sftkit.data.dataset import DataReport, load_conversations, split_indices, tokenize_examples
-from sftkit.data.packing import collate, epoch_order, to_device, split_step, step_indices, steps_per_epoch
-from sftkit.distributed import World, all_reduce_sum, barrier, init_world, shutdown
+from sftkit.data.batching import collate, epoch_order, to_device, split_step, step_indices, steps_per_epoch
+from sftkit.training.distributed import World, all_reduce_sum, barrier, init_world, shutdown
 from sftkit.errors import NonFiniteLossError, UserError
-from sftkit.loss import CausalLMLoss
+from sftkit.training.loss import CausalLMLoss
 from sftkit.models import apply_lora, count_parameters, load_model, load_tokenizer, resolve_model_path
-from sftkit.outputs import describe_run, export_model, peak_memory_mb, write_json
-from sftkit.optim import build_optimizer, build_scheduler, restore_peak_lr
-from sftkit.progress import Reporter
-from sftkit.runlog import MetricsLog, config_changes
+from sftkit.training.run_dir import describe_run, export_model, peak_memory_mb, write_json
+from sftkit.training.optim import build_optimizer, build_scheduler, restore_peak_lr
+from sftkit.training.reporter import Reporter
+from sftkit.training.metrics_log import MetricsLog, config_changes
 
 
 def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
@@ -315,7 +315,7 @@ def evaluate_loss(loss_module, examples, micro_batch_size: int, packing: bool, p
 
 def _no_target_batch(example, packing: bool, pad_id: int):
     from sftkit.data.dataset import TokenizedExample
-    from sftkit.data.templates import IGNORE_INDEX
+    from sftkit.data.chat_labels import IGNORE_INDEX
 
     blank = TokenizedExample(example.input_ids, [IGNORE_INDEX] * len(example.labels), example.source, example.line)
     return collate([blank], packing, pad_id)

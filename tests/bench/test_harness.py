@@ -114,7 +114,7 @@ def test_prepare_mix_writes_the_same_examples_twice(mix):
 
 def test_parity_passes_and_detects_a_wrong_loss(mix, tiny_model_dir, monkeypatch):
     from bench.parity import run_parity
-    from sftkit.loss import CausalLMLoss
+    from sftkit.training.loss import CausalLMLoss
 
     out, _ = mix
     spec = RunSpec(name="parity", tool="parity", method="full", model=str(tiny_model_dir),

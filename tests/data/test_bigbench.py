@@ -16,7 +16,7 @@ import pytest
 from sftkit.data import bigbench
 from sftkit.data.bigbench import SDIST, fetch, rows_from_task, sdist_path
 from sftkit.data.dataset import load_conversations, tokenize_examples
-from sftkit.data.templates import trained_segments
+from sftkit.data.chat_labels import trained_segments
 from sftkit.errors import UserError
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "data"

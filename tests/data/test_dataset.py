@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sftkit.data.dataset import DataReport, load_conversations, split_indices, tokenize_examples
-from sftkit.data.templates import IGNORE_INDEX
+from sftkit.data.chat_labels import IGNORE_INDEX
 from sftkit.errors import UserError
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "data"

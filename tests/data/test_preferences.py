@@ -12,7 +12,7 @@ import pytest
 
 from sftkit.data.dataset import DataReport
 from sftkit.data.preferences import PreferencePair, load_preferences, tokenize_pairs
-from sftkit.data.templates import IGNORE_INDEX
+from sftkit.data.chat_labels import IGNORE_INDEX
 from sftkit.errors import UserError
 
 USER = {"role": "user", "content": "Capital of France?"}

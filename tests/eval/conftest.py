@@ -38,7 +38,7 @@ def fake_run(tmp_path_factory, tiny_model_dir, tokenizer):
             if "lora_B" in name:
                 param.normal_(0, 0.5)
     model.save_pretrained(run / "adapter")
-    tokenizer.save_pretrained(run / "adapter")  # as sftkit.outputs.export_model writes it
+    tokenizer.save_pretrained(run / "adapter")  # as sftkit.training.run_dir.export_model writes it
     (run / "summary.json").write_text(json.dumps({"base_model": str(tiny_model_dir), "method": "lora"}))
     config = {"model": {"name": str(tiny_model_dir)},
               "eval": {"after_training": True, "shots": 2, "max_new_tokens": 4, "metric": "normalized_exact_match",

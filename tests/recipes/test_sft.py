@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 import sftkit.recipes.sft as sft_recipe
-from sftkit.checkpoint import MARKER
+from sftkit.training.checkpoint import MARKER
 from sftkit.config import SFTConfig
 from sftkit.errors import NonFiniteLossError, UserError
 from sftkit.recipes.sft import train
@@ -87,9 +87,9 @@ def test_accumulation_equivalence(tmp_path, tiny_model_dir, monkeypatch):
 def test_mean_of_means_would_differ(tiny_model_dir, tokenizer):
     """Guard that the test above can fail: averaging micro-batch means differs on uneven lengths."""
     from sftkit.data.dataset import Example, tokenize_examples
-    from sftkit.data.packing import collate
-    from sftkit.loss import CausalLMLoss
-    from sftkit.attention import register
+    from sftkit.data.batching import collate
+    from sftkit.training.loss import CausalLMLoss
+    from sftkit.training.attention import register
     from sftkit.models import load_model
 
     model = load_model(str(tiny_model_dir))

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from sftkit.optim import param_groups
+from sftkit.training.optim import param_groups
 
 GRAD_RTOL = 1e-4
 # A loss (or a sequence log-probability) is a sum of per-token cross-entropies, all of one sign, so no
@@ -50,7 +50,7 @@ class Step:
 
 
 def recording_sgd(on_step):
-    """A drop-in for sftkit.optim.build_optimizer: SGD at the configured learning rate (no momentum, no weight
+    """A drop-in for sftkit.training.optim.build_optimizer: SGD at the configured learning rate (no momentum, no weight
     decay, so each update is -lr * g) that calls on_step(Step) after every optimizer step."""
 
     def build(model: torch.nn.Module, train, fused: bool = True) -> torch.optim.SGD:

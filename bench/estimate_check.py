@@ -25,7 +25,7 @@ TOLERANCE = 0.30
 
 
 def child(config_path: str, result_path: str) -> None:
-    from sftkit.config import SFTConfig
+    from sftkit.recipes.sft_config import SFTConfig
     from sftkit.estimate import estimate_run
     from sftkit.recipes.sft import train
 

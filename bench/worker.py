@@ -59,7 +59,7 @@ class StepProbe:
 def run_sftkit(spec: RunSpec) -> dict:
     """The product's own loop. The probe only observes: it wraps the recipe's collate and progress reporter."""
     import sftkit.recipes.sft as recipe
-    from sftkit.config import SFTConfig
+    from sftkit.recipes.sft_config import SFTConfig
 
     probe = StepProbe()
     real_collate = recipe.collate

@@ -1,4 +1,6 @@
-"""Typed run configuration. YAML is only its serialisation; `--set section.key=value` overrides it.
+"""Typed configuration shared by the recipes: model, train and LoRA sections, YAML + `--set` loading, the
+example YAML, and error formatting. Each recipe's whole config sits beside it (recipes/sft_config.py,
+recipes/dpo_config.py). YAML is only its serialisation; `--set section.key=value` overrides it.
 
 Every problem (unknown keys with a "did you mean", bad types, bad ranges, conflicting options) is collected
 and reported at once, before any model or data is loaded.
@@ -6,17 +8,20 @@ and reported at once, before any model or data is loaded.
 
 from __future__ import annotations
 
+import copy
 import difflib
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sftkit.errors import ConfigError
 from sftkit.paths import check_input, path_problems
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """A config section: unknown keys are errors, assignments are validated."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
@@ -27,7 +32,7 @@ OUTPUT_DIR = {"path": "output_dir"}
 TASK = {"path": "task"}
 
 
-class ModelSection(_Section):
+class ModelSection(Section):
     name: str = Field("default", description="Base model: `default` (SmolLM2-135M-Instruct, offline), a local "
                       "Hugging Face directory, or a hub id.", json_schema_extra=MODEL)
     trust_remote_code: bool = Field(False, description="Run Python code shipped with the model. Off unless you "
@@ -35,32 +40,7 @@ class ModelSection(_Section):
     chat_template: str | None = Field(None, description="Jinja chat template overriding the tokenizer's own.")
 
 
-class DataSection(_Section):
-    train_path: str | list[str] | None = Field(None, description="Training data: file(s), a directory, "
-                                               "`bigbench:TASK`, or a hub dataset id.", json_schema_extra=DATA)
-    val_path: str | None = Field(None, description="Validation data. If unset, `val_fraction` of train is held out.",
-                                 json_schema_extra=DATA)
-    test_path: str | None = Field(None, description="Test data for `compare`. If unset, `test_fraction` of train "
-                                  "is held out (never used for early stopping).", json_schema_extra=DATA)
-    format: Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "bigbench"] = Field(
-        "auto", description="Row schema; `auto` detects it per source.")
-    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Fraction of train held out for validation.")
-    test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of train held out as a test split.")
-    max_examples: int | None = Field(None, ge=1, description="Use at most this many training examples (after "
-                                     "splitting; seeded).")
-    max_length: int = Field(1024, ge=16, description="Maximum tokens per example.")
-    overlong: Literal["truncate", "drop"] = Field("truncate", description="Examples over `max_length`: keep the "
-                                                 "first tokens (`truncate`) or remove them (`drop`); counted either way.")
-    train_on: Literal["all", "last"] = Field("all", description="Train on every assistant turn or only the last.")
-    on_bad_row: Literal["error", "skip"] = Field("error", description="Bad rows: stop with file:line (`error`) "
-                                                 "or count, skip and write them to rejects.jsonl (`skip`).")
-    replay_path: str | None = Field(None, description="General data mixed into training to limit forgetting.",
-                                    json_schema_extra=DATA)
-    replay_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of training examples drawn from "
-                                   "`replay_path`.")
-
-
-class LoraSection(_Section):
+class LoraSection(Section):
     r: int = Field(16, ge=1, description="LoRA rank.")
     alpha: int = Field(32, ge=1, description="LoRA alpha (scale = alpha / r, or alpha / sqrt(r) with rsLoRA).")
     dropout: float = Field(0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
@@ -70,7 +50,7 @@ class LoraSection(_Section):
     merge: bool = Field(False, description="Also write `merged/`, the base with the adapter folded in.")
 
 
-class TrainSection(_Section):
+class TrainSection(Section):
     method: Literal["lora", "full"] = Field("lora", description="LoRA adapter or full fine-tuning.")
     micro_batch_size: int = Field(4, ge=1, description="Examples per forward pass (per process). With packing, "
                                   "the token budget of a packed micro-batch is micro_batch_size * max_length.")
@@ -100,46 +80,17 @@ class TrainSection(_Section):
     num_threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores).")
 
 
-class EvalSection(_Section):
-    after_training: bool = Field(False, description="Run `compare` at the end of training.")
-    shots: int = Field(5, ge=0, description="Examples in the few-shot prompting baseline.")
-    max_new_tokens: int = Field(32, ge=1, description="Generation limit for generation tasks.")
-    metric: Literal["exact_match", "normalized_exact_match", "contains", "token_f1"] = Field(
-        "normalized_exact_match", description="Headline metric for the task comparison.")
-    suite: list[str] | None = Field(None, description="Forgetting suite (BIG-bench names, files); null = default.",
-                                    json_schema_extra=TASK)
-    suite_max_examples: int = Field(50, ge=1, description="Examples per suite task (seeded subsample).")
-    safety: bool = Field(False, description="Run the safety evaluation (refusals, over-refusals, HHH) against "
-                         "the base model at the end of training; headline rates go into summary.json.")
 
 
-class SFTConfig(_Section):
-    """A whole `sftkit train` run."""
-
-    model: ModelSection = Field(default_factory=ModelSection, description="Base model.")
-    data: DataSection = Field(default_factory=DataSection, description="Training and held-out data.")
-    train: TrainSection = Field(default_factory=TrainSection, description="Optimisation.")
-    lora: LoraSection = Field(default_factory=LoraSection, description="LoRA settings (method: lora).")
-    eval: EvalSection = Field(default_factory=EvalSection, description="Evaluation after training.")
-    output_dir: str = Field("runs/sft", description="Where the run writes checkpoints and outputs.",
-                            json_schema_extra=OUTPUT_DIR)
-
-    @model_validator(mode="after")
-    def _cross_checks(self):
-        problems = []
-        if not self.data.train_path:
-            problems.append("data.train_path is required: set it to a file, directory or bigbench:TASK")
-        if self.train.fsdp and self.train.method != "full":
-            problems.append("train.fsdp needs train.method: full (LoRA adapters are small; use plain DDP)")
-        if self.data.replay_fraction > 0 and not self.data.replay_path:
-            problems.append("data.replay_fraction > 0 needs data.replay_path")
-        if self.data.val_path is None and self.data.val_fraction == 0 and self.train.patience:
-            problems.append("train.patience needs validation data: set data.val_fraction > 0 or data.val_path")
-        if self.data.val_fraction + self.data.test_fraction >= 0.9:
-            problems.append("data.val_fraction + data.test_fraction must leave training data (< 0.9)")
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
+def shared_problems(data, train, train_path_hint: str, info=None) -> list[str]:
+    """Cross-field checks every recipe's config makes: training data given (when loading a config for a run:
+    `load_config`; a config object built in Python may get its data in memory), patience with validation data."""
+    problems = []
+    if not data.train_path and (info is None or (info.context or {}).get("require_train_path", False)):
+        problems.append(f"data.train_path is required: set it to {train_path_hint}")
+    if data.val_path is None and data.val_fraction == 0 and train.patience:
+        problems.append("train.patience needs validation data: set data.val_fraction > 0 or data.val_path")
+    return problems
 
 
 def _known_keys(model_cls, prefix="") -> list[str]:
@@ -152,7 +103,7 @@ def _known_keys(model_cls, prefix="") -> list[str]:
     return keys
 
 
-def _format_errors(exc: ValidationError, model_cls) -> list[str]:
+def format_errors(exc: ValidationError, model_cls) -> list[str]:
     known = _known_keys(model_cls)
     problems = []
     for err in exc.errors():
@@ -221,24 +172,35 @@ def apply_overrides(raw: dict, overrides: list[str] | None, strip_prefix: str | 
     return problems
 
 
-def load_config(path: str | None, overrides: list[str] | None = None, model_cls=SFTConfig,
+def load_config(path=None, overrides: list[str] | None = None, model_cls=None, require_train_path: bool = True,
                 check_paths: Literal["none", "inputs", "all"] = "none"):
-    """Read YAML (optional), apply overrides, validate. Raises ConfigError listing every problem.
+    """A validated config from a YAML file path, a mapping, or a config object (None: every default), with
+    `--set`-style `overrides` applied, for `model_cls` (default: SFTConfig). Raises ConfigError listing every
+    problem.
 
+    require_train_path: False when the training data comes in memory (the Python API).
     check_paths: also check the paths the config names (see `path_problems`): `inputs` (data, models, suite
     files) or `all` (and output_dir), so a wrong path is reported before any model loads.
     """
-    raw = read_yaml(path) if path else {}
+    model_cls = model_cls or _sft_config()
+    source = None
+    if isinstance(path, BaseModel):
+        raw = path.model_dump(mode="json")
+    elif isinstance(path, dict):
+        raw = copy.deepcopy(path)
+    else:
+        source = str(path) if path else None
+        raw = read_yaml(source) if source else {}
     problems = apply_overrides(raw, overrides)
     if problems:
-        raise ConfigError(problems, source=path)
+        raise ConfigError(problems, source=source)
     try:
-        config = model_cls.model_validate(raw)
+        config = model_cls.model_validate(raw, context={"require_train_path": require_train_path})
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, model_cls), source=path) from None
+        raise ConfigError(format_errors(exc, model_cls), source=source) from None
     problems = path_problems(config, outputs=check_paths == "all") if check_paths != "none" else []
     if problems:
-        raise ConfigError(problems, source=path)
+        raise ConfigError(problems, source=source)
     return config
 
 
@@ -246,8 +208,9 @@ def to_yaml(config: BaseModel) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
-def example_yaml(model_cls=SFTConfig) -> str:
-    """A documented config with every field at its default, help text as comments."""
+def example_yaml(model_cls=None) -> str:
+    """A documented config (default: SFTConfig) with every field at its default, help text as comments."""
+    model_cls = model_cls or _sft_config()
     lines = [f"# sftkit config: {model_cls.__doc__.strip()}"]
 
     def emit(cls, instance, indent):
@@ -264,3 +227,9 @@ def example_yaml(model_cls=SFTConfig) -> str:
 
     emit(model_cls, model_cls.model_construct(), 0)
     return "\n".join(lines) + "\n"
+
+
+def _sft_config():
+    from sftkit.recipes.sft_config import SFTConfig
+
+    return SFTConfig

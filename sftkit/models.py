@@ -126,8 +126,8 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
-def apply_lora(model, r: int, alpha: int, dropout: float, target_modules, use_dora: bool, use_rslora: bool):
-    """Wrap `model` with a PEFT LoRA adapter; the base weights are frozen by peft."""
+def apply_lora(model, lora):
+    """Wrap `model` with a PEFT LoRA adapter configured by `lora` (a `LoraSection`); peft freezes the base."""
     import warnings
 
     from peft import LoraConfig, get_peft_model
@@ -135,15 +135,9 @@ def apply_lora(model, r: int, alpha: int, dropout: float, target_modules, use_do
     # peft still calls a transformers API deprecated in v5; the warning says nothing the user can act on.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
-    config = LoraConfig(
-        r=r,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        target_modules=target_modules,
-        use_dora=use_dora,
-        use_rslora=use_rslora,
-        task_type="CAUSAL_LM",
-    )
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                        target_modules=lora.target_modules, use_dora=lora.use_dora, use_rslora=lora.use_rslora,
+                        task_type="CAUSAL_LM")
     return get_peft_model(model, config)
 
 

@@ -176,3 +176,14 @@ def os_error_line(exc: OSError) -> str | None:
     where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
     reason = exc.strerror or type(exc).__name__
     return f"{where}: {reason}: check that the path exists, is of the right kind, and that you may read or write it"
+
+
+def results_dir(model: str, kind: str) -> Path:
+    """Where a verb writes its results without --output: RUN/KIND for a run directory, else
+    eval_results/NAME (`eval`) or eval_results/NAME/KIND (`safety`, ...)."""
+    from sftkit.models import is_run_dir
+
+    if is_run_dir(model):
+        return Path(model) / kind
+    base = Path("eval_results") / (Path(model).name if Path(model).exists() else model.replace("/", "--"))
+    return base if kind == "eval" else base / kind

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sftkit.config import SFTConfig, example_yaml, load_config
+from sftkit.config import example_yaml, load_config
+from sftkit.recipes.sft_config import SFTConfig
 from sftkit.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ import torch
 
 from sftkit.training import checkpoint as ckpt
 from sftkit.training.attention import register
-from sftkit.config import SFTConfig
+from sftkit.recipes.sft_config import SFTConfig
 from sftkit.data.dataset import Example, TokenizedExample, tokenize_examples
 from sftkit.data.batching import collate, epoch_order, split_step, step_indices, steps_per_epoch
 from sftkit.errors import UserError
@@ -83,7 +83,9 @@ def test_13_crafted_pickle_in_rng_state_is_refused(tmp_path):
     assert not marker.exists()
     import ast
 
-    for path in Path(ckpt.__file__).parent.rglob("*.py"):  # every torch.load in the package is weights-only
+    import sftkit
+
+    for path in Path(sftkit.__file__).parent.rglob("*.py"):  # every torch.load in the package is weights-only
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load":
                 kwargs = {k.arg: ast.unparse(k.value) for k in node.keywords}
@@ -179,9 +181,10 @@ def test_25_adapter_reload_identical_logits(tmp_path, tiny_model_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    from sftkit.config import LoraSection
     from sftkit.models import apply_lora
 
-    model = apply_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir), 8, 16, 0.0, "all-linear", False, False)
+    model = apply_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraSection(r=8, alpha=16, dropout=0.0))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:

@@ -20,14 +20,6 @@ def _check_paths(*specs: tuple) -> None:
         check_spec(kind, spec, what)
 
 
-def _default_eval_dir(model: str) -> Path:
-    from sftkit.models import is_run_dir
-
-    if is_run_dir(model):
-        return Path(model) / "eval"
-    return Path("eval_results") / (Path(model).name if Path(model).exists() else model.replace("/", "--"))
-
-
 # Path parameters say readable=False: sftkit.paths checks them and its one line says how to fix the path.
 @app.command("eval")
 def eval_cmd(
@@ -55,11 +47,12 @@ def eval_cmd(
     from sftkit.eval.report import print_eval
     from sftkit.eval.suite import DEFAULT_MAX_EXAMPLES, load_suite
     from sftkit.eval.tasks import load_task
+    from sftkit.paths import results_dir
 
     if not task and not suite:
         raise UserError("nothing to evaluate: pass --task TASK (repeatable) and/or --suite")
     settings = EvalSettings(max_new_tokens, metric, extract, dtype, batch_size, scoring_batch_size, num_threads)
-    output = output or _default_eval_dir(model)
+    output = output or results_dir(model, "eval")
     _check_paths(("model", model, "--model"), ("output_dir", output, "--output"),
                  *(("task", t, "--task") for t in task or []))
     tasks = [load_task(t, max_examples, seed, "skip" if skip_bad_rows else "error") for t in task or []]
@@ -122,11 +115,11 @@ def safety_cmd(
 ):
     """Safety check: refusal rate on harmful requests, over-refusal on benign look-alikes, HHH accuracy (95% CIs);
     with --against, both models and the deltas."""
+    from sftkit.paths import results_dir
     from sftkit.safety import SafetySettings, print_safety, run_safety
-    from sftkit.safety.evaluate import default_output_dir
 
     _check_paths(("model", model, "model"), ("model", against, "--against"), ("model", judge, "--judge"),
-                 ("output_dir", output or default_output_dir(model), "--output"))
+                 ("output_dir", output or results_dir(model, "safety"), "--output"))
     settings = SafetySettings(max_new_tokens=max_new_tokens, max_prompts=max_prompts, hhh=hhh,
                               hhh_max_examples=hhh_max_examples, dtype=dtype, batch_size=batch_size,
                               num_threads=num_threads)

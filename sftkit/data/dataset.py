@@ -71,6 +71,11 @@ class DataReport:
     def rows_skipped(self) -> int:
         return sum(self.skipped.values())
 
+    def counts(self) -> dict:
+        """The skip and truncation counts a run's summary.json reports."""
+        return {"rows_skipped": self.rows_skipped, "skipped_by_reason": dict(self.skipped),
+                "num_truncated": self.truncated}
+
     def skipped_text(self) -> str:
         """`skipped N (reason: n, ...), truncated M` for start-up tables."""
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.skipped.items()) if v)

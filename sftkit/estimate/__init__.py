@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 
-from sftkit.config import SFTConfig
+from sftkit.recipes.sft_config import SFTConfig
 from sftkit.data.batching import epoch_order, split_step, step_indices, steps_per_epoch
 from sftkit.estimate.cpu import measure_cpu, process_rss_bytes
 from sftkit.training.loss import CHUNK_TOKENS
@@ -54,8 +54,7 @@ def _model_shape(config: SFTConfig) -> dict:
         model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=config.model.trust_remote_code)
         layer_params = sum(p.numel() for p in model.get_decoder().layers[0].parameters() if p.ndim == 2)
         if config.train.method == "lora":
-            lc = config.lora
-            model = apply_lora(model, lc.r, lc.alpha, lc.dropout, lc.target_modules, lc.use_dora, lc.use_rslora)
+            model = apply_lora(model, config.lora)
     trainable, total = count_parameters(model)
     heads = cfg.num_attention_heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads

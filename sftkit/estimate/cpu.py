@@ -38,8 +38,7 @@ def _one_layer_model(model_config, config, dtype):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from sftkit.training.attention import register
-    from sftkit.models import apply_lora
+    from sftkit.training.loop import prepare_model
 
     cfg = copy.deepcopy(model_config)
     cfg.num_hidden_layers = 1
@@ -49,13 +48,7 @@ def _one_layer_model(model_config, config, dtype):
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation="sdpa",
                                              trust_remote_code=config.model.trust_remote_code)
-    if config.train.packing:
-        model.config._attn_implementation = register()
-    if config.train.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if config.train.method == "lora":
-        lc = config.lora
-        model = apply_lora(model, lc.r, lc.alpha, lc.dropout, lc.target_modules, lc.use_dora, lc.use_rslora)
+    model = prepare_model(model, config.train, config.lora if config.train.method == "lora" else None)
     model.train()
     return model
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
-from sftkit.config import DATA, MODEL, OUTPUT_DIR, LoraSection, ModelSection, TrainSection, _Section
+from sftkit.config import DATA, MODEL, OUTPUT_DIR, LoraSection, ModelSection, Section, TrainSection, shared_problems
 
 
 class DPOModelSection(ModelSection):
@@ -18,7 +18,7 @@ class DPOModelSection(ModelSection):
                       json_schema_extra=MODEL)
 
 
-class PreferenceDataSection(_Section):
+class PreferenceDataSection(Section):
     train_path: str | list[str] | None = Field(None, description="Preference pairs: file(s) or a directory "
                                                "(.jsonl/.json/.csv/.parquet) or a hub dataset id.",
                                                json_schema_extra=DATA)
@@ -36,7 +36,7 @@ class PreferenceDataSection(_Section):
                                                  "or count, skip and write them to rejects.jsonl (`skip`).")
 
 
-class DPOSection(_Section):
+class DPOSection(Section):
     beta: float = Field(0.1, gt=0, description="Strength of the pull towards the reference (larger = closer).")
     loss_type: Literal["sigmoid", "ipo"] = Field("sigmoid", description="`sigmoid` (DPO) or `ipo` (squared loss "
                                                  "on per-token log-probability ratios).")
@@ -48,14 +48,14 @@ class DPOSection(_Section):
         "precomputed; the lora section is then ignored).")
 
 
-class DPOEvalSection(_Section):
+class DPOEvalSection(Section):
     safety: bool = Field(False, description="After training, run `sftkit safety` on the result against "
                          "`safety_against`.")
     safety_against: str | None = Field(None, description="Model compared with in the safety evaluation; null = "
                                        "the starting model (model.name).", json_schema_extra=MODEL)
 
 
-class DPOConfig(_Section):
+class DPOConfig(Section):
     """A whole `sftkit dpo` run."""
 
     model: DPOModelSection = Field(default_factory=DPOModelSection, description="Starting model (also the reference).")
@@ -69,16 +69,12 @@ class DPOConfig(_Section):
                             json_schema_extra=OUTPUT_DIR)
 
     @model_validator(mode="after")
-    def _cross_checks(self):
-        problems = []
-        if not self.data.train_path:
-            problems.append("data.train_path is required: set it to a preference file or directory")
+    def _cross_checks(self, info: ValidationInfo):
+        problems = shared_problems(self.data, self.train, "a preference file or directory", info)
         if self.train.fsdp:
             problems.append("train.fsdp is not supported by dpo: use LoRA, or full fine-tuning under plain DDP")
         if self.dpo.sft_adapter == "continue" and self.train.method != "lora":
             problems.append("dpo.sft_adapter: continue trains an SFT LoRA adapter further; it needs train.method: lora")
-        if self.data.val_path is None and self.data.val_fraction == 0 and self.train.patience:
-            problems.append("train.patience needs validation data: set data.val_fraction > 0 or data.val_path")
         if problems:
             raise ValueError("\n".join(problems))
         return self

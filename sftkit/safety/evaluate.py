@@ -19,6 +19,7 @@ from pathlib import Path
 from sftkit.errors import UserError
 from sftkit.eval import cache
 from sftkit.eval.metrics import paired_difference, summarize
+from sftkit.paths import results_dir
 from sftkit.safety.classifier import make_classifier
 from sftkit.safety.prompts import fingerprint, load_prompts
 
@@ -109,15 +110,6 @@ def _by_group(groups: list[str], values: list[float]) -> dict[str, dict]:
     return {k: {**v, "rate": v["count"] / v["n"]} for k, v in out.items()}
 
 
-def default_output_dir(model: str) -> Path:
-    from sftkit.models import is_run_dir
-
-    if is_run_dir(model):
-        return Path(model) / "safety"
-    name = Path(model).name if Path(model).exists() else model.replace("/", "--")
-    return Path("eval_results") / name / "safety"
-
-
 def run_safety(model_or_run: str, against: str | None = None, *, output_dir: str | Path | None = None,
                settings: SafetySettings | None = None, judge: str | None = None, use_cache: bool = True,
                console=None) -> dict:
@@ -181,7 +173,7 @@ def run_safety(model_or_run: str, against: str | None = None, *, output_dir: str
     result["headline"] = {name: m["model"]["value"] for name, m in metrics.items()}
     if against:
         result["headline"].update({f"{name}_delta": m["delta"]["abs"] for name, m in metrics.items()})
-    out = Path(output_dir) if output_dir else default_output_dir(model_or_run)
+    out = Path(output_dir) if output_dir else results_dir(model_or_run, "safety")
     out.mkdir(parents=True, exist_ok=True)
     (out / "safety.json").write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
     with (out / "predictions.jsonl").open("w", encoding="utf-8") as handle:
@@ -197,3 +189,17 @@ def run_safety(model_or_run: str, against: str | None = None, *, output_dir: str
                                              "line": item.line, "pick": pick, "correct": acc}) + "\n")
     result["output_dir"] = str(out)
     return result
+
+
+def safety_after_training(run_dir: Path, against: str, summary: dict, console=None) -> dict:
+    """`eval.safety` at the end of a recipe: evaluate the run against `against`, print the tables (with a
+    console) and add the headline rates and the output directory to the run's summary.json."""
+    from sftkit.safety.report import print_safety
+    from sftkit.training.run_dir import write_json
+
+    result = run_safety(str(run_dir), against=against, console=console)
+    summary["safety"] = {**result["headline"], "output_dir": result["output_dir"]}
+    write_json(Path(run_dir) / "summary.json", summary)
+    if console is not None:
+        print_safety(result, console)
+    return summary

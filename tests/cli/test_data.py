@@ -14,7 +14,7 @@ from rich.console import Console
 
 from sftkit import cli
 
-ASSETS = Path(__file__).resolve().parent / "assets" / "data"
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "data"
 GOOD = b'{"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}\n'
 
 

@@ -16,7 +16,7 @@ from sftkit.cli import library_log
 from sftkit.cli.library_log import LibraryLog
 from tests.eval.conftest import fake_run  # noqa: F401  (a fixture)
 
-SFTKIT_FILE = str(Path(sftkit.__file__).parent / "data" / "templates.py")
+SFTKIT_FILE = str(Path(sftkit.__file__).parent / "data" / "chat_labels.py")
 LIBRARY_FILE = "/venv/lib/python3.11/site-packages/somelib/core.py"
 
 

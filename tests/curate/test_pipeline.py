@@ -221,7 +221,7 @@ def test_cli_config_mistakes_exit_2_with_did_you_mean(run, tmp_path, monkeypatch
 
 
 def test_curated_file_trains(run, tmp_path, tiny_model_dir):
-    from sftkit.config import SFTConfig
+    from sftkit.recipes.sft_config import SFTConfig
     from sftkit.recipes.sft import train
 
     cfg = SFTConfig.model_validate({

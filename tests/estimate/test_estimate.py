@@ -17,6 +17,7 @@ LAYER_MATMUL_PARAMS = 64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 128  # tiny model: q,
 
 
 def test_parameters_match_the_real_model(tmp_path, tiny_model_dir):
+    from sftkit.config import LoraSection
     from sftkit.models import apply_lora, count_parameters, load_model
 
     for method in ("lora", "full"):
@@ -24,7 +25,7 @@ def test_parameters_match_the_real_model(tmp_path, tiny_model_dir):
         est = estimate_run(cfg, measure=False)
         model = load_model(str(tiny_model_dir))
         if method == "lora":
-            model = apply_lora(model, 16, 32, 0.0, "all-linear", False, False)
+            model = apply_lora(model, LoraSection(r=16, alpha=32, dropout=0.0))
         trainable, total = count_parameters(model)
         assert (est["parameters"]["trainable"], est["parameters"]["total"]) == (trainable, total)
         assert est["memory_mb"]["gradients"] == round(trainable * 4 / 2**20)
@@ -68,12 +69,13 @@ def test_activation_coefficients_hold_on_another_shape(tiny_model_dir, kind, met
     from sftkit.data.dataset import TokenizedExample
     from sftkit.data.batching import collate
     from sftkit.training.loss import CausalLMLoss
+    from sftkit.config import LoraSection
     from sftkit.models import apply_lora, load_model
 
     model = load_model(str(tiny_model_dir))
     model.config._attn_implementation = register()
     if method == "lora":
-        model = apply_lora(model, 16, 32, dropout, "all-linear", False, False)
+        model = apply_lora(model, LoraSection(r=16, alpha=32, dropout=dropout))
     ids = list(range(10, 210))
     batch = collate([TokenizedExample(ids, [-100] * 190 + ids[190:], "x", 1)] * 4, True, 2)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}

@@ -26,12 +26,12 @@ def fake_run(tmp_path_factory, tiny_model_dir, tokenizer):
     """RUN/{summary.json, config.yaml, adapter/, data/{train,val,test}.jsonl} with the tiny model as base."""
     from transformers import AutoModelForCausalLM
 
+    from sftkit.config import LoraSection
     from sftkit.models import apply_lora
 
     run = tmp_path_factory.mktemp("run")
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    model = apply_lora(model, r=4, alpha=8, dropout=0.0, target_modules="all-linear", use_dora=False,
-                       use_rslora=False)
+    model = apply_lora(model, LoraSection(r=4, alpha=8, dropout=0.0))
     torch.manual_seed(1)
     with torch.no_grad():  # LoRA B starts at zero (adapter = identity); make the tuned model differ
         for name, param in model.named_parameters():

@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import sftkit.recipes.dpo as dpo
-import sftkit.recipes.sft as sft
+import sftkit.training.loop as loop
 from sftkit.cli import main
 from tests.recipes.trajectory import FIELDS, Step, recording_sgd, save_step
 
@@ -34,5 +33,5 @@ def _writer(directory: Path):
 
 if __name__ == "__main__":
     build = recording_sgd(_writer(Path(os.environ["SFTKIT_TEST_STEPS_DIR"])))
-    sft.build_optimizer = dpo.build_optimizer = build
+    loop.build_optimizer = build  # where both recipes build their optimizer
     main()

@@ -15,9 +15,12 @@ import torch
 from safetensors.torch import load_file
 
 import sftkit.recipes.dpo as dpo_recipe
+import sftkit.recipes.dpo_reference as dpo_reference
+from sftkit.training import checkpoint
 from sftkit.config import load_config
 from sftkit.errors import ConfigError
-from sftkit.recipes.dpo import DPOConfig, train_dpo
+from sftkit.recipes.dpo import train_dpo
+from sftkit.recipes.dpo_config import DPOConfig
 from tests.recipes.test_sft import run_recorded
 from tests.recipes.trajectory import LOSS_RTOL, assert_same_trajectory, load_steps, use_recording_sgd
 
@@ -115,9 +118,11 @@ def test_full_finetune_reference_copy_never_changes(tmp_path, tiny_model_dir, mo
             made.append(self)
 
     monkeypatch.setattr(dpo_recipe, "SequenceLogProbs", Recording)
+    monkeypatch.setattr(dpo_reference, "SequenceLogProbs", Recording)
     summary = train_dpo(make_config(tmp_path, tiny_model_dir, method="full", learning_rate=1e-3), quiet=True)
     assert summary["reference"] == "frozen_copy" and len(made) == 2
-    reference, policy = made[0].model, made[1].model
+    # the policy's module is made first, then the reference's frozen copy of it
+    policy, reference = made[0].model, made[1].model
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
     assert all(torch.equal(v, base[k]) for k, v in reference.state_dict().items())
     assert not any(p.requires_grad for p in reference.parameters())
@@ -132,7 +137,7 @@ def test_precomputed_reference_equals_frozen_copy(tmp_path, tiny_model_dir, monk
     """The table of reference log-probabilities (computed before training, in other batches than the steps use)
     gives the metrics and steps of a frozen copy run beside the policy (SGD for AdamW: trajectory.py)."""
     runs = {}
-    steps = use_recording_sgd(monkeypatch, dpo_recipe)
+    steps = use_recording_sgd(monkeypatch)
     for precompute in (False, True):
         cfg = make_config(tmp_path, tiny_model_dir, out=f"pre{precompute}", method="full", learning_rate=1e-3,
                           max_steps=3, eval_every=3, dpo={"precompute_reference": precompute})
@@ -165,7 +170,7 @@ def test_packing_and_accumulation_give_the_same_update(tmp_path, tiny_model_dir,
     """Packed or padded, 4 x 1 or 1 x 4: the same metrics, gradients and updates at every step (SGD for AdamW:
     tests/recipes/trajectory.py)."""
     runs = {}
-    steps = use_recording_sgd(monkeypatch, dpo_recipe)
+    steps = use_recording_sgd(monkeypatch)
     for name, packing, mb, ga in (("packed4x1", True, 4, 1), ("padded4x1", False, 4, 1), ("packed1x4", True, 1, 4)):
         cfg = make_config(tmp_path, tiny_model_dir, out=name, packing=packing, micro_batch_size=mb,
                           grad_accum_steps=ga, max_steps=3, eval_every=3)
@@ -183,17 +188,17 @@ def test_resume_after_interruption_is_exact(tmp_path, tiny_model_dir, monkeypatc
     train_dpo(straight, quiet=True)
     killed = make_config(tmp_path, tiny_model_dir, out="killed", max_steps=6, save_every=2, eval_every=3,
                          lora={"dropout": 0.1})
-    original = dpo_recipe.ckpt.save_checkpoint
+    original = checkpoint.write_checkpoint
 
     def save_then_die(root, step, *args, **kwargs):
         original(root, step, *args, **kwargs)
         if step == 4:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(dpo_recipe.ckpt, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(checkpoint, "write_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train_dpo(killed, quiet=True)
-    monkeypatch.setattr(dpo_recipe.ckpt, "save_checkpoint", original)
+    monkeypatch.setattr(checkpoint, "write_checkpoint", original)
     train_dpo(killed, resume=True, quiet=True)
     a = load_file(tmp_path / "straight/adapter/adapter_model.safetensors")
     b = load_file(tmp_path / "killed/adapter/adapter_model.safetensors")
@@ -208,7 +213,7 @@ def test_resume_after_interruption_is_exact(tmp_path, tiny_model_dir, monkeypatc
 @pytest.fixture(scope="module")
 def sft_run(tmp_path_factory, tiny_model_dir):
     """A 2-step LoRA SFT run (adapter only, no merged/) to start DPO from."""
-    from sftkit.config import SFTConfig
+    from sftkit.recipes.sft_config import SFTConfig
     from sftkit.recipes.sft import train
 
     tmp = tmp_path_factory.mktemp("sft")
@@ -314,3 +319,62 @@ def test_two_process_gloo_equals_one_process(tmp_path, tiny_model_dir):
     assert_same_metrics(metrics(tmp_path / "two"), metrics(tmp_path / "one"))
     assert_same_trajectory(load_steps(tmp_path / "steps-two"), load_steps(tmp_path / "steps-one"))
     assert json.loads((tmp_path / "two/summary.json").read_text())["world_size"] == 2
+
+
+def _one_step_gradients(cfg: DPOConfig, tiny_model_dir) -> dict[str, torch.Tensor]:
+    """Gradients of one DPO `train_step`, read as the update of plain SGD with lr 1 (linear in the gradient)."""
+    from sftkit.models import load_tokenizer
+    from sftkit.recipes.dpo_reference import start_point
+    from sftkit.training.distributed import World
+    from sftkit.training.dpo_loss import collate_pairs
+    from sftkit.training.reporter import Reporter
+    from sftkit.training.state import TrainState
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    data = dpo_recipe.setup_data(cfg, tokenizer)
+    torch.manual_seed(cfg.train.seed)
+    rt, reference, _, _ = dpo_recipe.setup_model(cfg, start_point(cfg), data, World(), Reporter(enabled=False))
+    trainable = {n: p for n, p in rt.model.named_parameters() if p.requires_grad}
+    rt.optimizer = torch.optim.SGD(list(trainable.values()), lr=1.0)
+    before = {n: p.detach().clone() for n, p in trainable.items()}
+    indices, micro = rt.micro_batches(0, len(data.train_tok))
+    batches = [(collate_pairs([data.train_tok[j] for j in mb], cfg.train.packing, tokenizer.pad_token_id), mb, True)
+               for mb in micro]
+    rt.module.train()  # checkpointing (and dropout) act in training mode only
+    dpo_recipe.train_step(rt, TrainState(), batches, len(indices), reference, cfg.dpo)
+    return {n: before[n] - p.detach() for n, p in trainable.items()}
+
+
+def test_gradient_checkpointing_with_lora_keeps_the_adapter_gradients(tmp_path, tiny_model_dir):
+    """LoRA freezes the embeddings, so under gradient checkpointing the layers' inputs need no gradient; the
+    adapter of every layer must still get the same gradient as without checkpointing (a cut graph gives none)."""
+    grads = {flag: _one_step_gradients(make_config(tmp_path, tiny_model_dir, out=f"gc-{flag}", max_grad_norm=None,
+                                                   gradient_checkpointing=flag), tiny_model_dir)
+             for flag in (False, True)}
+    lora_b = [n for n in grads[True] if "lora_B" in n]
+    assert len(lora_b) == 2 * 7  # 2 layers x 7 linear modules
+    assert all(grads[True][n].abs().sum() > 0 for n in lora_b)
+    for name, value in grads[True].items():
+        # recomputation repeats the forward's own operations: only fp32 rounding of the SGD subtraction differs
+        torch.testing.assert_close(value, grads[False][name], rtol=1e-5, atol=1e-7)
+
+
+def test_cut_input_gradients_would_be_caught(tmp_path, tiny_model_dir, monkeypatch):
+    """The guard above can fail: with reentrant checkpointing and the inputs' gradients cut (no
+    `enable_input_require_grads`), no adapter weight is reached and the step cannot run backward."""
+    from transformers import PreTrainedModel
+
+    import sftkit.training.loop as loop
+
+    real = loop.prepare_model
+
+    def reentrant(model, train, lora=None):
+        model = real(model, train.model_copy(update={"gradient_checkpointing": False}), lora)
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+        return model
+
+    monkeypatch.setattr(PreTrainedModel, "enable_input_require_grads", lambda self: None)
+    monkeypatch.setattr(dpo_recipe, "prepare_model", reentrant)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        _one_step_gradients(make_config(tmp_path, tiny_model_dir, max_grad_norm=None, gradient_checkpointing=True),
+                            tiny_model_dir)

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 import sftkit.recipes.sft as sft_recipe
 from sftkit.training.checkpoint import MARKER
-from sftkit.config import SFTConfig
+from sftkit.recipes.sft_config import SFTConfig
 from sftkit.errors import NonFiniteLossError, UserError
 from sftkit.recipes.sft import train
 from tests.recipes.trajectory import LOSS_RTOL, assert_same_trajectory, load_steps, use_recording_sgd
@@ -68,7 +68,7 @@ def test_accumulation_equivalence(tmp_path, tiny_model_dir, monkeypatch):
     uneven lengths), including the last, partial step: 18 training examples make steps of 8, 8 and 2.
     SGD stands in for AdamW: see tests/recipes/trajectory.py for why, and for the tolerances."""
     results = []
-    steps = use_recording_sgd(monkeypatch, sft_recipe)
+    steps = use_recording_sgd(monkeypatch)
     for mb, ga in ((8, 1), (2, 4), (1, 8)):
         (tmp_path / f"{mb}x{ga}").mkdir()
         cfg = make_config(tmp_path / f"{mb}x{ga}", tiny_model_dir, micro_batch_size=mb, grad_accum_steps=ga,
@@ -111,7 +111,7 @@ def test_packing_equals_padding(tmp_path, tiny_model_dir, monkeypatch):
     """Packed (varlen attention) and padded batches give the same validation loss and the same training
     trajectory: losses, gradients and updates at every step (SGD for AdamW: tests/recipes/trajectory.py)."""
     out = {}
-    steps = use_recording_sgd(monkeypatch, sft_recipe)
+    steps = use_recording_sgd(monkeypatch)
     for packing in (True, False):
         (tmp_path / str(packing)).mkdir()
         cfg = make_config(tmp_path / str(packing), tiny_model_dir, packing=packing, max_steps=3)
@@ -218,7 +218,7 @@ def test_non_finite_gradient_norm_stops_before_the_optimizer_steps(tmp_path, tin
     """A finite loss with an inf gradient norm also stops the run, and the optimizer never takes that step."""
     import sftkit.recipes.sft as sft
 
-    seen = use_recording_sgd(monkeypatch, sft)
+    seen = use_recording_sgd(monkeypatch)
     clip = torch.nn.utils.clip_grad_norm_
 
     def clip_then_poison(params, max_norm, *args, **kwargs):
@@ -416,7 +416,7 @@ def test_two_process_fsdp_full_equals_one_process(tmp_path, tiny_model_dir):
 
 def test_gradient_checkpointing_gives_same_update(tmp_path, tiny_model_dir, monkeypatch):
     out = {}
-    steps = use_recording_sgd(monkeypatch, sft_recipe)
+    steps = use_recording_sgd(monkeypatch)
     for flag in (False, True):
         (tmp_path / str(flag)).mkdir()
         train(make_config(tmp_path / str(flag), tiny_model_dir, gradient_checkpointing=flag, max_steps=2), quiet=True)

@@ -56,7 +56,7 @@ def test_train_each_format_with_cli(tmp_path, tiny_model_dir, fmt, suffix):
 
 @pytest.mark.integration
 def test_real_default_model_few_steps_lower_loss(tmp_path):
-    from sftkit.config import SFTConfig
+    from sftkit.recipes.sft_config import SFTConfig
     from sftkit.recipes.sft import train
 
     data = write_format(tmp_path / "data.jsonl", "messages")

@@ -75,10 +75,13 @@ def recording_sgd(on_step):
     return build
 
 
-def use_recording_sgd(monkeypatch, recipe) -> list[Step]:
-    """Swap `recipe`'s optimizer (sftkit.recipes.sft or .dpo) for recording SGD; returns the growing step list."""
+def use_recording_sgd(monkeypatch) -> list[Step]:
+    """Swap the optimizer both recipes build (in sftkit.training.loop) for recording SGD; returns the growing
+    step list."""
+    import sftkit.training.loop as loop
+
     steps: list[Step] = []
-    monkeypatch.setattr(recipe, "build_optimizer", recording_sgd(steps.append))
+    monkeypatch.setattr(loop, "build_optimizer", recording_sgd(steps.append))
     return steps
 
 

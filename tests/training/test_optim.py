@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sftkit.config import SFTConfig
+from sftkit.recipes.sft_config import SFTConfig
 from sftkit.training.optim import build_optimizer, build_scheduler, lr_factor, param_groups, restore_peak_lr
 
 

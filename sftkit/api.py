@@ -1,0 +1,134 @@
+"""The Python API: every CLI verb as a function for notebooks and scripts, each returning a typed result
+(sftkit/results.py) whose fields are those of the JSON file the verb writes.
+
+    from sftkit import SFTConfig, train
+    result = train(SFTConfig(data={"train_path": "data.jsonl"}, output_dir="runs/mine"))
+    result = train("my.yaml", overrides=["train.max_steps=20"], train_data=[{"messages": [...]}, ...])
+
+Configs are given as objects, YAML paths or plain mappings; `overrides` are `--set` items. Training data can
+be given in memory (a list of rows in any supported format, or a `datasets.Dataset`): it is written to
+`OUTPUT_DIR/inputs/*.jsonl` and the config points there, so the run directory still describes itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sftkit.results import CompareResult, CurateResult, DPOResult, EvalResult, SafetyResult, TrainResult, from_json
+
+
+def _write_rows(rows, path: Path) -> str:
+    """Rows given in memory (dicts, or a datasets.Dataset) as a JSONL file; a path is returned unchanged."""
+    if isinstance(rows, (str, Path)):
+        return str(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(dict(row), ensure_ascii=False, default=str) + "\n")
+    return str(path)
+
+
+def _with_data(config, sections: dict, model_cls, resume: bool):
+    """The validated config with in-memory data written beside the run and the data paths pointing at it."""
+    from sftkit.config import load_config
+    from sftkit.training.checkpoint import refuse_to_overwrite
+
+    out_dir = Path(config.output_dir)
+    if any(rows is not None and not isinstance(rows, (str, Path)) for rows in sections.values()):
+        refuse_to_overwrite(out_dir, resume, True)  # before a finished run's inputs/ could be overwritten
+    sets = [f"data.{key}={json.dumps(_write_rows(rows, out_dir / 'inputs' / f'{key[:-5]}.jsonl'))}"
+            for key, rows in sections.items() if rows is not None]
+    return load_config(config, sets, model_cls=model_cls) if sets else config
+
+
+def train(config=None, overrides: list[str] | None = None, *, train_data=None, val_data=None, test_data=None,
+          resume: bool = False, quiet: bool = False) -> TrainResult:
+    """`sftkit train`: fine-tune and return the run's summary.
+
+    Args:
+        config: an `SFTConfig`, a YAML path, or a mapping of sections; None takes every default.
+        overrides: `section.key=value` items, as `--set` on the command line.
+        train_data, val_data, test_data: rows in memory (or a path), instead of `data.*_path`.
+        resume: continue from the newest complete checkpoint in `output_dir`.
+        quiet: no start-up table, progress bar or summary table.
+
+    Raises:
+        ConfigError: every problem in the config, before any model loads.
+    """
+    from sftkit.config import load_config
+    from sftkit.recipes.sft import train as run_sft
+    from sftkit.recipes.sft_config import SFTConfig
+
+    config = load_config(config, overrides, model_cls=SFTConfig, require_train_path=train_data is None)
+    config = _with_data(config, {"train_path": train_data, "val_path": val_data, "test_path": test_data},
+                        SFTConfig, resume)
+    summary = run_sft(config, resume=resume, quiet=quiet)
+    return TrainResult.from_summary(summary, config.output_dir)
+
+
+def dpo(config=None, overrides: list[str] | None = None, *, train_data=None, val_data=None, resume: bool = False,
+        quiet: bool = False) -> DPOResult:
+    """`sftkit dpo`: align a model or an SFT run to preference pairs; arguments as for `train`."""
+    from sftkit.config import load_config
+    from sftkit.recipes.dpo import train_dpo
+    from sftkit.recipes.dpo_config import DPOConfig
+
+    config = load_config(config, overrides, model_cls=DPOConfig, require_train_path=train_data is None)
+    config = _with_data(config, {"train_path": train_data, "val_path": val_data}, DPOConfig, resume)
+    summary = train_dpo(config, resume=resume, quiet=quiet)
+    return DPOResult.from_summary(summary, config.output_dir)
+
+
+def evaluate(model: str = "default", tasks: list[str] | str = (), *, suite: bool = False,
+             output_dir: str | Path | None = None, max_examples: int | None = None, seed: int = 1234,
+             use_cache: bool = True, trust_remote_code: bool = False, **settings) -> EvalResult:
+    """`sftkit eval`: metrics with n and 95% intervals for a model or run on task specs (`bigbench:NAME`, data
+    files, lm-eval-style JSONL, `perplexity:...`); `settings` are EvalSettings fields (max_new_tokens, metric,
+    extract, dtype, ...)."""
+    from sftkit.eval.evaluator import EvalSettings
+    from sftkit.eval.evaluator import evaluate as run_eval
+    from sftkit.eval.suite import DEFAULT_MAX_EXAMPLES, load_suite
+    from sftkit.eval.tasks import load_task
+    from sftkit.paths import results_dir
+
+    specs = [tasks] if isinstance(tasks, str) else list(tasks)
+    loaded = [load_task(spec, max_examples, seed) for spec in specs]
+    if suite:
+        loaded += load_suite(None, max_examples or DEFAULT_MAX_EXAMPLES)
+    output_dir = Path(output_dir) if output_dir else results_dir(model, "eval")
+    report = run_eval(model, loaded, output_dir, EvalSettings(**settings), use_cache, trust_remote_code,
+                      {"max_examples": max_examples, "seed": seed})
+    return from_json(EvalResult, report, output_dir)
+
+
+def compare(run_dir: str | Path, **options) -> CompareResult:
+    """`sftkit compare`: base zero-shot, base k-shot and tuned on the run's test split, the gain over prompting
+    with its paired interval, and forgetting; `options` are those of `sftkit.eval.compare.run_compare`."""
+    from sftkit.eval.compare import run_compare
+
+    comparison = run_compare(run_dir, **options)
+    return from_json(CompareResult, comparison, comparison["output_dir"])
+
+
+def safety(model: str, against: str | None = None, **options) -> SafetyResult:
+    """`sftkit safety`: refusal, over-refusal and HHH with intervals (and deltas `against` another model);
+    `options` are those of `sftkit.safety.run_safety`."""
+    from sftkit.safety import run_safety
+
+    result = run_safety(model, against, **options)
+    return from_json(SafetyResult, result, result["output_dir"])
+
+
+def curate(inputs: list[str] | str, output: str | Path, config=None, overrides: list[str] | None = None,
+           report_path: str | Path | None = None) -> CurateResult:
+    """`sftkit data curate`: every input row lands in `output` or its rejects file; returns the report.
+
+    config: a `CurateConfig`, or a YAML path whose `curate:` section is read; overrides: `--set` items."""
+    from sftkit.curate.config import CurateConfig, load_curate_config
+    from sftkit.curate.pipeline import curate as run_curate
+
+    if not isinstance(config, CurateConfig):
+        config = load_curate_config(str(config) if config else None, list(overrides or []))
+    report = run_curate([inputs] if isinstance(inputs, str) else list(inputs), output, config, report_path)
+    return from_json(CurateResult, report)

@@ -33,7 +33,8 @@ def eval_cmd(
     metric: Annotated[str, typer.Option(help="headline generation metric: exact_match, normalized_exact_match, "
                       "contains, token_f1")] = "normalized_exact_match",
     extract: Annotated[Optional[str], typer.Option(help="answer extraction: first_line or regex:PATTERN")] = None,
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
+    dtype: Annotated[str, typer.Option(help="auto (bfloat16 on CPUs with native bf16, as training picks), "
+                     "float32, bfloat16 or float16")] = "auto",
     batch_size: Annotated[int, typer.Option(help="prompts per generation batch")] = 16,
     scoring_batch_size: Annotated[int, typer.Option(help="questions or documents per scoring pass")] = 8,
     seed: Annotated[int, typer.Option(help="subsampling seed")] = 1234,

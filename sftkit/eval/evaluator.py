@@ -21,13 +21,15 @@ from sftkit.eval.tasks import Task
 class EvalSettings:
     """What changes results (all in the cache key) and what only changes speed (`*batch_size`).
 
-    `scoring_batch_size` is questions (multiple choice) or documents (perplexity) per forward pass.
+    `scoring_batch_size` is questions (multiple choice) or documents (perplexity) per forward pass. `dtype`
+    `auto` resolves as training's `precision: auto` does (sftkit.training.precision.inference_dtype): bfloat16 on
+    CPUs with native bf16, else float32; the resolved name is what results are cached and reported under.
     """
 
     max_new_tokens: int = 32
     metric: str = "normalized_exact_match"
     extract: str | None = None
-    dtype: str = "float32"
+    dtype: str = "auto"
     generation_batch_size: int = 16
     scoring_batch_size: int = 8
     num_threads: int | None = None  # torch CPU threads; None keeps torch's default (all cores)
@@ -36,6 +38,11 @@ class EvalSettings:
         if self.metric not in GENERATION_METRICS:
             raise UserError(f"unknown metric {self.metric!r}: use one of {', '.join(GENERATION_METRICS)}")
         parse_extract(self.extract)  # a bad pattern fails now, before any model loads
+        _torch_dtype(self.dtype)  # and so does a bad dtype
+        if self.dtype == "auto":
+            from sftkit.training.precision import inference_dtype
+
+            self.dtype = str(inference_dtype("auto")).removeprefix("torch.")
 
     def result_settings(self) -> dict:
         return {"max_new_tokens": self.max_new_tokens, "extract": self.extract, "dtype": self.dtype}
@@ -62,9 +69,9 @@ class TaskResult:
 def _torch_dtype(name: str):
     import torch
 
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": None}
     if name not in dtypes:
-        raise UserError(f"unknown dtype {name!r}: use float32, bfloat16 or float16")
+        raise UserError(f"unknown dtype {name!r}: use auto, float32, bfloat16 or float16")
     return dtypes[name]
 
 
@@ -88,10 +95,18 @@ class Evaluator:
                 import torch
 
                 torch.set_num_threads(self.settings.num_threads)
-            model, tokenizer, self.description = load_for_inference(
-                self.model_name, _torch_dtype(self.settings.dtype), self.trust_remote_code)
+            import torch
+
+            # 16-bit: loaded and merged in float32, then cast; a LoRA update is often smaller than a bf16 weight's
+            # ulp, so merging into bf16 weights would round much of it away
+            dtype = _torch_dtype(self.settings.dtype)
+            load_dtype = torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
+            model, tokenizer, self.description = load_for_inference(self.model_name, load_dtype,
+                                                                    self.trust_remote_code)
             if hasattr(model, "merge_and_unload"):  # an adapter run: the same function, without per-layer LoRA ops
                 model = model.merge_and_unload()
+            if dtype != load_dtype:
+                model = model.to(dtype)
             self._loaded = (model, tokenizer)
         return self._loaded
 

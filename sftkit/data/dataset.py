@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sftkit.data.formats import FORMATS, RowError, detect_format, to_messages
-from sftkit.data.readers import BadRow, Row, iter_rows
+from sftkit.data.formats import FORMATS, detect_format, to_messages
+from sftkit.data.rows import RowError
+from sftkit.data.readers import iter_rows
+from sftkit.data.rows import BadRow, Row
 from sftkit.data.chat_labels import IGNORE_INDEX, TemplateError, ensure_chat_template, tokenize_conversation
 from sftkit.errors import UserError
 

@@ -161,7 +161,7 @@ def test_ifd_with_the_default_model_ranks_a_mismatched_pair_last():
 
 
 def test_command_line_options_override_the_file(tmp_path):
-    from sftkit.curate.command import build_config
+    from sftkit.cli.curate import build_config
 
     path = tmp_path / "c.yaml"
     path.write_text("curate:\n  pii: keep\n  decontam:\n    eval: [a.jsonl]\n")

@@ -92,7 +92,7 @@ def test_select_balances_clusters_and_explains_each_choice():
 def test_ifd_batched_equals_one_at_a_time(tokenizer):
     from sftkit.curate.score import ifd_scores, ifd_sequences
     from sftkit.data.chat_labels import IGNORE_INDEX
-    from tests.conftest import make_tiny_model
+    from tests.helpers import make_tiny_model
 
     model = make_tiny_model(seed=3).eval()
     conversations = [

@@ -13,39 +13,9 @@ from pathlib import Path
 
 from sftkit.errors import UserError
 from sftkit.eval import cache
-from sftkit.eval.metrics import GENERATION_METRICS, parse_extract, summarize, summarize_perplexity
+from sftkit.eval.metrics import parse_extract, summarize, summarize_perplexity
+from sftkit.eval.settings import EvalSettings
 from sftkit.eval.tasks import Task
-
-
-@dataclass
-class EvalSettings:
-    """What changes results (all in the cache key) and what only changes speed (`*batch_size`).
-
-    `scoring_batch_size` is questions (multiple choice) or documents (perplexity) per forward pass. `dtype`
-    `auto` resolves as training's `precision: auto` does (sftkit.training.precision.inference_dtype): bfloat16 on
-    CPUs with native bf16, else float32; the resolved name is what results are cached and reported under.
-    """
-
-    max_new_tokens: int = 32
-    metric: str = "normalized_exact_match"
-    extract: str | None = None
-    dtype: str = "auto"
-    generation_batch_size: int = 16
-    scoring_batch_size: int = 8
-    num_threads: int | None = None  # torch CPU threads; None keeps torch's default (all cores)
-
-    def __post_init__(self):
-        if self.metric not in GENERATION_METRICS:
-            raise UserError(f"unknown metric {self.metric!r}: use one of {', '.join(GENERATION_METRICS)}")
-        parse_extract(self.extract)  # a bad pattern fails now, before any model loads
-        _torch_dtype(self.dtype)  # and so does a bad dtype
-        if self.dtype == "auto":
-            from sftkit.training.precision import inference_dtype
-
-            self.dtype = str(inference_dtype("auto")).removeprefix("torch.")
-
-    def result_settings(self) -> dict:
-        return {"max_new_tokens": self.max_new_tokens, "extract": self.extract, "dtype": self.dtype}
 
 
 @dataclass
@@ -69,9 +39,9 @@ class TaskResult:
 def _torch_dtype(name: str):
     import torch
 
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": None}
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if name not in dtypes:
-        raise UserError(f"unknown dtype {name!r}: use auto, float32, bfloat16 or float16")
+        raise UserError(f"unknown dtype {name!r}: use float32, bfloat16 or float16")
     return dtypes[name]
 
 

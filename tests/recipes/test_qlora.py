@@ -14,7 +14,7 @@ import torch
 
 from sftkit.errors import UserError
 from sftkit.recipes.sft import train
-from tests.recipes.test_sft import make_config
+from tests.helpers import sft_config
 
 
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="needs the qlora extra (bitsandbytes)")
@@ -38,7 +38,7 @@ def test_qlora_trains_the_adapter_on_a_4bit_base_and_merges_into_the_dequantized
         return real_train_step(rt, state, batches)
 
     monkeypatch.setattr(sft, "train_step", watching)
-    cfg = make_config(tmp_path, tiny_model_dir, method="qlora", max_steps=3, learning_rate=5e-2)
+    cfg = sft_config(tmp_path, tiny_model_dir, method="qlora", max_steps=3, learning_rate=5e-2)
     summary = train(cfg, quiet=True)
     assert seen == {"base": bnb.nn.Linear4bit, "packed_bytes": torch.uint8, "frozen": True}
     run = Path(cfg.output_dir)
@@ -101,7 +101,7 @@ def test_qlora_without_bitsandbytes_is_one_line_with_the_fix(tmp_path, tiny_mode
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
-    cfg = make_config(tmp_path, tiny_model_dir, method="qlora")
+    cfg = sft_config(tmp_path, tiny_model_dir, method="qlora")
     with pytest.raises(UserError, match=r"train.method: qlora needs bitsandbytes: pip install 'sftkit\[qlora\]'"):
         train(cfg, quiet=True)
     config_file = tmp_path / "qlora.yaml"

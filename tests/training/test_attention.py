@@ -9,20 +9,11 @@ import torch.nn.functional as F
 
 import sftkit.training.attention as attention
 from sftkit.data.batching import collate, max_seqlen_bucket
-from sftkit.data.dataset import TokenizedExample
 from sftkit.training.loss import CausalLMLoss
+from tests.helpers import packed_examples
 from tests.recipes.trajectory import GRAD_RTOL, LOSS_RTOL
 
 PAD_ID = 2
-
-
-def _examples(lengths: list[int]) -> list[TokenizedExample]:
-    """Examples of the given lengths; the second half of each is trained."""
-    out = []
-    for i, n in enumerate(lengths):
-        ids = [(37 * i + 11 * t) % 5000 + 100 for t in range(n)]
-        out.append(TokenizedExample(ids, [-100] * (n // 2) + ids[n // 2:], "x", i + 1))
-    return out
 
 
 def stand_in_kernel(query, key, value, cu_seqlens, max_seqlen, scale):
@@ -60,7 +51,7 @@ def test_varlen_adapter_with_stand_in_kernel_equals_per_document_sdpa(tiny_model
     heads) gives the per-document path's loss and gradients on the same packed row."""
     tiny_model.config._attn_implementation = attention.register()
     monkeypatch.setattr(attention, "varlen_kernel", stand_in_kernel)
-    batch = collate(_examples([23, 7, 40, 12]), True, PAD_ID)
+    batch = collate(packed_examples([23, 7, 40, 12]), True, PAD_ID)
     assert batch.cu_seqlens.tolist() == [0, 23, 30, 70, 82] and batch.cu_seqlens.dtype == torch.int32
     assert batch.max_seqlen == 64
     stand_in_kernel.calls.clear()
@@ -75,7 +66,7 @@ def test_attention_across_documents_would_be_caught(tiny_model, monkeypatch):
     """Guard for the test above: a kernel that ignores the document boundaries moves the loss by far more than
     the test's tolerance (on a random tiny model, whose logits are near zero, by ~6e-4 of it)."""
     tiny_model.config._attn_implementation = attention.register()
-    batch = collate(_examples([23, 7, 40, 12]), True, PAD_ID)
+    batch = collate(packed_examples([23, 7, 40, 12]), True, PAD_ID)
     one_document = lambda q, k, v, cu, m, s: stand_in_kernel(q, k, v, cu[[0, -1]], m, s)  # noqa: E731
     monkeypatch.setattr(attention, "varlen_kernel", one_document)
     crossing = _loss_and_grads(tiny_model, batch, use_kernel=True)[0]
@@ -84,7 +75,7 @@ def test_attention_across_documents_would_be_caught(tiny_model, monkeypatch):
 
 def test_row_padded_to_64_gives_the_same_loss_and_gradients(tiny_model):
     tiny_model.config._attn_implementation = attention.register()
-    examples = _examples([23, 7, 40, 12])
+    examples = packed_examples([23, 7, 40, 12])
     plain, padded = collate(examples, True, PAD_ID), collate(examples, True, PAD_ID, pad_to_multiple=64)
     assert padded.input_ids.shape == (1, 128) and padded.doc_lens == [23, 7, 40, 12, 46]
     assert padded.num_pad_tokens == 46 and padded.num_tokens == plain.num_tokens == 82

@@ -13,9 +13,9 @@ from sftkit.models import apply_lora
 from sftkit.training.attention import register
 from sftkit.training.compile import PAD_MULTIPLE, CompilePlan, choose_compile, compile_counts, compile_layers
 from sftkit.training.loss import CausalLMLoss
-from tests.conftest import make_tiny_model
+from tests.helpers import make_tiny_model
 from tests.recipes.trajectory import GRAD_RTOL, LOSS_RTOL
-from tests.training.test_attention import _examples
+from tests.helpers import packed_examples
 
 
 def _lora_model():
@@ -36,7 +36,7 @@ def test_compiled_layers_match_eager_over_lengths_without_recompiling():
     lengths = [[23, 7, 40], [90, 15], [5, 6, 7, 8, 9], [130, 30, 61], [44]]
     counts = []
     for doc_lengths in lengths:
-        batch = collate(_examples(doc_lengths), True, 2, pad_to_multiple=PAD_MULTIPLE)
+        batch = collate(packed_examples(doc_lengths), True, 2, pad_to_multiple=PAD_MULTIPLE)
         assert batch.input_ids.shape[1] % PAD_MULTIPLE == 0
         results = []
         for model in (eager, compiled):

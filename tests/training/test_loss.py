@@ -11,13 +11,13 @@ from sftkit.data.chat_labels import IGNORE_INDEX
 from sftkit.models import unwrap
 from sftkit.training.attention import register
 from sftkit.training.loss import CausalLMLoss, ce_sum
-from tests.training.test_attention import _examples
+from tests.helpers import packed_examples
 
 
 @pytest.mark.parametrize("packing", [True, False])
 def test_host_index_loss_equals_mask_loss(tiny_model, packing):
     tiny_model.config._attn_implementation = register() if packing else "sdpa"
-    batch = collate(_examples([23, 7, 40, 12]), packing, 2)
+    batch = collate(packed_examples([23, 7, 40, 12]), packing, 2)
     module = CausalLMLoss(tiny_model)
     indexed = module(batch)
     indexed.backward()

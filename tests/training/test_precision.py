@@ -14,8 +14,8 @@ from sftkit.data.batching import collate
 from sftkit.recipes.sft import train
 from sftkit.training.attention import register
 from sftkit.training.loss import CausalLMLoss
-from tests.recipes.test_sft import make_config
-from tests.training.test_attention import _examples
+from tests.helpers import sft_config
+from tests.helpers import packed_examples
 
 CPU = torch.device("cpu")
 
@@ -53,7 +53,7 @@ def test_bf16_autocast_loss_is_within_a_bf16_tolerance_of_fp32(tiny_model):
     with torch.no_grad():
         tiny_model.model.embed_tokens.weight.mul_(20)
     tiny_model.config._attn_implementation = register()
-    batch = collate(_examples([23, 7, 40, 12, 33]), True, 2)
+    batch = collate(packed_examples([23, 7, 40, 12, 33]), True, 2)
     module = CausalLMLoss(tiny_model)
     with torch.no_grad():
         fp32 = float(module(batch)) / batch.num_trained_tokens
@@ -66,7 +66,7 @@ def test_bf16_autocast_loss_is_within_a_bf16_tolerance_of_fp32(tiny_model):
 
 def test_startup_table_and_summary_name_the_precision(tmp_path, tiny_model_dir, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")  # one table row per line: rich would wrap long cells
-    cfg = make_config(tmp_path, tiny_model_dir, max_steps=1, precision="auto")
+    cfg = sft_config(tmp_path, tiny_model_dir, max_steps=1, precision="auto")
     summary = train(cfg)
     expected = precision.choose_precision("auto", CPU)
     rows = {cells[1].strip(): cells[2].strip() for line in capsys.readouterr().err.splitlines()

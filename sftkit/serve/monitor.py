@@ -52,6 +52,8 @@ def wilson(k: int, n: int) -> tuple[float, float]:
 
 def read_records(path: str | Path) -> tuple[list[dict], list[str]]:
     """The records of a log and its rotated files, by time; and the unreadable lines as `file:line` notes."""
+    if Path(path).is_dir():
+        raise UserError(f"audit log {path} is a directory: give the audit.jsonl file (or a run directory)")
     files = log_files(path)
     if not files:
         raise UserError(f"audit log {path} does not exist: give the --audit-log of a `sftkit serve` "
@@ -188,20 +190,20 @@ def print_monitor(summary: dict, console) -> None:
     from rich.table import Table
 
     def when(t: float) -> str:
-        return datetime.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")
+        return datetime.datetime.fromtimestamp(t).strftime("%d %H:%M")
+
+    def seconds(value) -> str:
+        return "-" if value is None else f"{value:.2f}"
 
     table = Table(title=f"{summary['log']}: {len(summary['windows'])} window(s) of "
-                        f"{summary.get('window_seconds', 0):g} s")
-    for column in ("from", "requests", "4xx", "429", "5xx", "guardrail", "refusal", "PII", "drift len",
-                   "drift emb", "p50 s", "p95 s", "tokens in/out"):
-        table.add_column(column, justify="left" if column == "from" else "right")
+                        f"{summary.get('window_seconds', 0):g} s", box=None, padding=(0, 1), header_style="bold underline")
+    for column in ("from", "req", "4xx/429/5xx", "guard", "refusal", "PII", "drift len/emb", "p50/p95 s"):
+        table.add_column(column, justify="left" if column == "from" else "right", no_wrap=True)
     for w in summary["windows"]:
-        table.add_row(when(w["start"]), str(w["requests"]), str(w["client_errors"]), str(w["rate_limited"]),
-                      str(w["errors"]), _pct(w["guardrail_rate"]), _pct(w["refusal_rate"]), str(w["pii"]),
-                      _pct(w["drift_length_rate"]), _pct(w["drift_embedding_rate"]),
-                      "-" if w["latency_p50_s"] is None else f"{w['latency_p50_s']:.2f}",
-                      "-" if w["latency_p95_s"] is None else f"{w['latency_p95_s']:.2f}",
-                      f"{w['prompt_tokens']}/{w['completion_tokens']}")
+        table.add_row(when(w["start"]), str(w["requests"]), f"{w['client_errors']}/{w['rate_limited']}/{w['errors']}",
+                      _pct(w["guardrail_rate"]), _pct(w["refusal_rate"]), str(w["pii"]),
+                      f"{_pct(w['drift_length_rate'])}/{_pct(w['drift_embedding_rate'])}",
+                      f"{seconds(w['latency_p50_s'])}/{seconds(w['latency_p95_s'])}")
     console.print(table)
     for name, base in summary.get("baselines", {}).items():
         console.print(f"baseline {name}: {base['rate']:.3f} ({base['source']})")

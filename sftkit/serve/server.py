@@ -105,6 +105,8 @@ def build_server(spec: str | None, adapter_specs: list[str] | None, settings: Se
     check_bind(settings, keys)
     guard = Guardrail.from_options(settings.guard_blocklists, settings.guard_classifier)
     adapters = parse_adapters(adapter_specs)
+    audit = AuditLog(settings.audit_log or default_audit_path(spec), settings.audit_max_bytes,
+                     settings.audit_backups, settings.log_content)  # its path is checked before a model loads
     if settings.upstream:
         backend, tokenizer = _gateway(spec, adapters, settings)
     elif spec is None:
@@ -115,8 +117,6 @@ def build_server(spec: str | None, adapter_specs: list[str] | None, settings: Se
     drift = None
     if spec and tokenizer is not None and is_run_dir(spec):
         drift = DriftReference.for_run(spec, tokenizer, settings.drift_embedding)
-    audit = AuditLog(settings.audit_log or default_audit_path(spec), settings.audit_max_bytes,
-                     settings.audit_backups, settings.log_content)
     return Server(settings, backend, keys, guard, drift, audit)
 
 

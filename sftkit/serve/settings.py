@@ -51,7 +51,7 @@ class ServeSettings(Section):
                                  "(e.g. http://gpu-node:8000/v1) that generates instead of this process.")
     upstream_key_env: str | None = Field(None, description="Environment variable holding the upstream's API key.")
     upstream_timeout_seconds: float = Field(600.0, gt=0, description="Read timeout for the upstream.")
-    device: str = Field("auto", description="In-process mode: `auto` (CUDA when available), `cpu` or `cuda[:N]`.")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="In-process mode: `auto` (CUDA when available), `cpu` or `cuda[:N]`.")
     dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Weights dtype: `auto` = bf16 on "
                                                            "CUDA with bf16 support, else fp32.")
     num_threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores).")

@@ -14,9 +14,9 @@ HI = [{"role": "user", "content": "Hi, who are you?"}]
 
 
 @pytest.fixture(scope="module")
-def url(serve_run, tmp_path_factory):
-    server = make_server(serve_run, tmp_path_factory.mktemp("app"), guard_blocklists=["default"],
-                         max_prompt_tokens=200, max_body_bytes=20_000)
+def url(serve_run, serve_catalog, tmp_path_factory):
+    server = make_server(serve_run, tmp_path_factory.mktemp("app"), catalog=serve_catalog,
+                         guard_blocklists=["default"], max_prompt_tokens=200, max_body_bytes=20_000)
     with running(server) as base_url:
         yield base_url
 

@@ -52,3 +52,19 @@ def test_a_served_process_answers_on_the_printed_address(serve_run):
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert KEY not in line + out + err
+
+
+def test_wrong_paths_are_one_line_before_any_model_loads(run_cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("SFTKIT_API_KEYS", raising=False)
+    (tmp_path / "afile").write_text("x\n")
+    (tmp_path / "keys.txt").write_text(KEY + "\n")
+    for args, message in [
+        (["serve", "no-such-model-dir/", "--api-keys", str(tmp_path)], f"--api-keys file {tmp_path} is a directory"),
+        (["serve", "default", "--audit-log", str(tmp_path / "afile" / "audit.jsonl")],
+         f"audit log {tmp_path}/afile/audit.jsonl cannot be created"),
+        (["serve", "default", "--adapter", f"a={tmp_path}/missing"], f"--adapter a {tmp_path}/missing does not exist"),
+        (["monitor", str(tmp_path / "missing.jsonl")], "does not exist"),
+        (["monitor", str(tmp_path)], "is a directory"),
+    ]:
+        code, _, err = run_cli(*args)
+        assert code == 2 and message in err and "Traceback" not in err, (args, err)

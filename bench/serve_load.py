@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sftkit.safety.prompts import load_prompts  # noqa: E402
+from sftkit.safety.prompts import load_prompts
 
 STARTUP_TIMEOUT_SECONDS = 300
 REQUEST_TIMEOUT_SECONDS = 600
@@ -41,7 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16], help="concurrent clients")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16], help="server --batch-size values")
     p.add_argument("--max-tokens", type=int, default=16, help="max_tokens of every request")
-    p.add_argument("--max-seconds", type=float, default=3600, help="stop the whole run after this long")
+    p.add_argument("--max-seconds", type=float, default=3600,
+                   help="send no request after this long (the requests under way still finish)")
     p.add_argument("--json", type=Path, help="also write the results here")
     return p.parse_args(argv)
 
@@ -62,7 +63,8 @@ def start_server(model: str, batch_size: int, workdir: Path) -> tuple[subprocess
 
 
 async def one_round(url: str, model: str, prompts: list[str], num_requests: int, concurrency: int,
-                    max_tokens: int) -> dict:
+                    max_tokens: int, deadline: float = float("inf")) -> dict:
+    """C clients send `num_requests` between them; none starts a request after `deadline` (time.monotonic)."""
     import httpx
 
     results: list[tuple[int, float, int]] = []  # (status, latency s, completion tokens)
@@ -70,6 +72,8 @@ async def one_round(url: str, model: str, prompts: list[str], num_requests: int,
 
     async def client(session: httpx.AsyncClient):
         for i in todo:
+            if time.monotonic() > deadline:
+                return
             body = {"model": model, "messages": [{"role": "user", "content": prompts[i % len(prompts)]}],
                     "max_tokens": max_tokens, "temperature": 0}
             started = time.perf_counter()
@@ -90,7 +94,8 @@ async def one_round(url: str, model: str, prompts: list[str], num_requests: int,
     statuses: dict[str, int] = {}
     for status, _, _ in results:
         statuses[str(status)] = statuses.get(str(status), 0) + 1
-    return {"concurrency": concurrency, "requests": len(results), "statuses": statuses, "wall_seconds": wall,
+    return {"concurrency": concurrency, "requests": len(results), "not_sent": num_requests - len(results),
+            "statuses": statuses, "wall_seconds": wall,
             "requests_per_second": len(latencies) / wall,
             "tokens_per_second": sum(tokens for _, _, tokens in results) / wall,
             "latency_p50_seconds": float(np.percentile(latencies, 50)) if len(latencies) else None,
@@ -120,13 +125,17 @@ def main(argv=None) -> None:
                     if time.monotonic() - started > args.max_seconds:
                         raise SystemExit(f"stopped after --max-seconds {args.max_seconds:g}")
                     rows_before, batches_before = batch_stats(url)
-                    row = asyncio.run(one_round(url, name, prompts, args.requests, concurrency, args.max_tokens))
+                    row = asyncio.run(one_round(url, name, prompts, args.requests, concurrency, args.max_tokens,
+                                                started + args.max_seconds))
                     rows_after, batches_after = batch_stats(url)
                     row.update(batch_size=batch_size,
                                mean_batch_rows=(rows_after - rows_before) / max(batches_after - batches_before, 1))
-                    assert row["requests"] == args.requests, "a request was lost"
                     rows.append(row)
                     print(json.dumps(row), flush=True)
+                    if row["not_sent"]:
+                        print(table(rows, args))
+                        raise SystemExit(f"stopped after --max-seconds {args.max_seconds:g}: {row['not_sent']} "
+                                         "request(s) of the last row were not sent")
             finally:
                 proc.terminate()
                 proc.wait(timeout=60)
@@ -142,16 +151,20 @@ async def _first_model(url: str) -> str:
         return (await session.get(f"{url}/models")).json()["data"][0]["id"]
 
 
+def seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def table(rows: list[dict], args) -> str:
     lines = [f"{args.requests} requests per row, max_tokens {args.max_tokens}, model {args.model}", "",
-             "| batch size | clients | answered | requests/s | tokens/s | p50 latency s | p95 latency s "
-             "| mean rows per batch |",
+             ("| batch size | clients | answered | requests/s | tokens/s | p50 latency s | p95 latency s "
+             "| mean rows per batch |"),
              "|---:|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         answered = ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items()))
         lines.append(f"| {r['batch_size']} | {r['concurrency']} | {answered} | {r['requests_per_second']:.2f} | "
-                     f"{r['tokens_per_second']:.1f} | {r['latency_p50_seconds']:.2f} | "
-                     f"{r['latency_p95_seconds']:.2f} | {r['mean_batch_rows']:.1f} |")
+                     f"{r['tokens_per_second']:.1f} | {seconds(r['latency_p50_seconds'])} | "
+                     f"{seconds(r['latency_p95_seconds'])} | {r['mean_batch_rows']:.1f} |")
     return "\n".join(lines)
 
 

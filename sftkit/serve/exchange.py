@@ -21,7 +21,14 @@ from sftkit.safety.classifier import is_refusal
 from sftkit.safety.hazards import hazard_name
 from sftkit.serve.limits import ClientGone, Deadline, first_of, read_json
 from sftkit.serve.responses import DONE, Responder, new_id, sse, usage_body
-from sftkit.serve.schema import APIError, Delta, Finish, GenerationRequest, Usage, parse_request
+from sftkit.serve.schema import (
+    APIError,
+    Delta,
+    Finish,
+    GenerationRequest,
+    Usage,
+    parse_request,
+)
 
 log = logging.getLogger("sftkit.serve")
 CONTENT_FILTER = "content_filter"

@@ -9,7 +9,7 @@ a 400 naming it, never silently ignored. A few parameters are accepted at their 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from sftkit.serve.settings import ServeSettings
 
@@ -26,9 +26,11 @@ MAX_STOP_STRINGS = 4
 class APIError(Exception):
     """An error answered as `{"error": {"message", "type", "param", "code"}}` with HTTP `status`."""
 
-    TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-             413: "invalid_request_error", 429: "rate_limit_error", 500: "server_error", 502: "upstream_error",
-             503: "server_error", 504: "timeout_error"}
+    # as api.openai.com types them: a wrong key and an unknown model are invalid requests too
+    TYPES: ClassVar[dict[int, str]] = {
+        400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
+        413: "invalid_request_error", 429: "rate_limit_error", 500: "server_error", 502: "upstream_error",
+        503: "server_error", 504: "timeout_error"}
 
     def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
                  headers: dict[str, str] | None = None):
@@ -181,7 +183,7 @@ def _messages(body: dict) -> list[dict]:
             raise bad(f"{where} must be an object with `role` and `content`", where)
         extra = set(message) - {"role", "content"}
         if extra:
-            raise bad(f"{where}: unsupported field {sorted(extra)[0]!r}", f"{where}.{sorted(extra)[0]}",
+            raise bad(f"{where}: unsupported field {min(extra)!r}", f"{where}.{min(extra)}",
                       "unsupported_parameter")
         role = message.get("role")
         if role not in ROLES:

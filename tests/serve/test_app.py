@@ -113,6 +113,7 @@ def test_errors_are_the_clients_exception_classes(url):
     with pytest.raises(openai.NotFoundError) as err:
         chat.create(model="nope", messages=HI)
     assert err.value.body["code"] == "model_not_found" and err.value.body["param"] == "model"
+    assert err.value.body["type"] == "invalid_request_error"  # as api.openai.com types it
     for bad, param in [({"temperature": 5}, "temperature"), ({"logprobs": True}, "logprobs"),
                        ({"n": 99}, "n"), ({"top_p": 0}, "top_p"), ({"tools": [{"type": "function"}]}, "tools"),
                        ({"stop": ["a"] * 5}, "stop")]:
@@ -134,7 +135,11 @@ def test_raw_http_errors_are_openai_shaped(url):
     assert set(malformed.json()["error"]) == {"message", "type", "param", "code"}
     huge = httpx.post(f"{root}/chat/completions", content=b"x" * 30_000, headers=auth)
     assert huge.status_code == 413 and huge.json()["error"]["code"] == "request_too_large"
-    assert httpx.post(f"{root}/chat/completions", json={"model": "run", "messages": HI}).status_code == 401
+    for headers in ({}, {"Authorization": "Bearer wrong-key-123456"}, {"Authorization": KEY}):
+        refused = httpx.post(f"{root}/chat/completions", json={"model": "run", "messages": HI}, headers=headers)
+        assert refused.status_code == 401 and set(refused.json()["error"]) == {"message", "type", "param", "code"}
+        assert refused.json()["error"]["code"] == "invalid_api_key"
+        assert refused.json()["error"]["type"] == "invalid_request_error"
     assert httpx.get(f"{root}/models").status_code == 401
     missing = httpx.get(f"{root}/nothing", headers=auth)
     assert missing.status_code == 404 and "error" in missing.json()

@@ -57,6 +57,7 @@ def test_counters_equal_what_the_client_sent(serve_run, serve_catalog, tmp_path)
     assert "messages" not in record and "replies" not in record  # content only with --log-content
     log_text = (tmp_path / "audit.jsonl").read_text()
     assert KEY not in log_text and OTHER_KEY not in log_text and "hack into" not in log_text
+    assert "not-a-key-at-all" not in log_text  # a wrong key is not written either
 
 
 def test_a_withheld_reply_is_counted_and_logged_with_content(serve_run, serve_catalog, tmp_path):
@@ -86,4 +87,5 @@ def test_a_withheld_reply_is_counted_and_logged_with_content(serve_run, serve_ca
         assert metric(url, "sftkit_replies_total") == 0
     records = audit_records(tmp_path / "audit.jsonl")
     assert [r["guardrail"][0]["where"] for r in records] == ["output", "output"]
+    assert KEY not in (tmp_path / "audit.jsonl").read_text()  # --log-content writes content, never keys
     assert records[0]["messages"] == HI and records[0]["replies"] == [notice]

@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from sftkit.generation import generate, render_prompt
-from tests.serve.conftest import KEY, client, make_server, running
+from tests.serve.helpers import KEY, client, make_server, running
 
 HI = [{"role": "user", "content": "Hi, who are you?"}]
 

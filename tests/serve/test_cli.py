@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.serve.conftest import KEY, client
+from tests.serve.helpers import KEY, client
 
 STARTUP_TIMEOUT_SECONDS = 120
 

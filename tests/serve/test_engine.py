@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.serve.conftest import KEY, client, make_server, metric, running
+from tests.serve.helpers import KEY, client, make_server, metric, running
 
 HI = [{"role": "user", "content": "Hi, who are you?"}]
 LONG_TOKENS = 2000  # far more than a request lives in these tests (every reply runs to max_tokens)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.serve.conftest import KEY, client, make_server, metric, running
+from tests.serve.helpers import KEY, client, make_server, metric, running
 
 HI = [{"role": "user", "content": "Hi, who are you?"}]
 GATEWAY_KEY = "gateway-key-0123456789"

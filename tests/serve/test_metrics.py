@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from sftkit.generation import generate
-from tests.serve.conftest import KEY, OTHER_KEY, client, make_server, metric, running
+from tests.serve.helpers import KEY, OTHER_KEY, client, make_server, metric, running
 
 HI = [{"role": "user", "content": "Hi, who are you?"}]
 

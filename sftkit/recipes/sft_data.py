@@ -7,8 +7,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from sftkit.data.dataset import DataReport, Example, TokenizedExample, load_conversations, split_indices
-from sftkit.data.dataset import tokenize_examples
+from sftkit.data.dataset import (
+    DataReport,
+    Example,
+    TokenizedExample,
+    load_conversations,
+    split_indices,
+    tokenize_examples,
+)
 from sftkit.errors import UserError
 from sftkit.recipes.sft_config import DataSection, SFTConfig
 from sftkit.training.reporter import Reporter

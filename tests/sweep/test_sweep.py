@@ -156,7 +156,10 @@ def test_kill_9_mid_rung_then_the_same_command_gives_the_same_sweep_json(planted
         (planted["root"] / f"{name}.yaml").write_text(yaml.safe_dump(sweep_config(planted["data"], tiny_model_dir,
                                                                                   out)))
         runs[name] = out
-    command = lambda name: [sys.executable, "-m", "sftkit.cli", "sweep", str(planted["root"] / f"{name}.yaml")]  # noqa: E731
+
+    def command(name):
+        return [sys.executable, "-m", "sftkit.cli", "sweep", str(planted["root"] / f"{name}.yaml")]
+
     assert subprocess.run(command("straight"), env=env, capture_output=True, timeout=600, cwd=ROOT).returncode == 0
     proc = subprocess.Popen(command("killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     mid_rung = runs["killed"] / "trials" / planted["result"].best["id"] / "checkpoints" / "step-0000006"

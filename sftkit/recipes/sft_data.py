@@ -7,14 +7,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from sftkit.data.dataset import (
-    DataReport,
-    Example,
-    TokenizedExample,
-    load_conversations,
-    split_indices,
-    tokenize_examples,
-)
+from sftkit.data.dataset import DataReport, Example, TokenizedExample, load_conversations, load_splits
+from sftkit.data.dataset import tokenize_examples
 from sftkit.errors import UserError
 from sftkit.recipes.sft_config import DataSection, SFTConfig
 from sftkit.training.reporter import Reporter
@@ -34,44 +28,33 @@ class SFTData:
     report: DataReport = field(default_factory=DataReport)
 
 
-def read_splits(d: DataSection, seed: int, data_report: DataReport) -> tuple[list[Example], list[Example],
-                                                                               list[Example]]:
+def read_splits(data_cfg: DataSection, seed: int, data_report: DataReport) -> tuple[list[Example], list[Example],
+                                                                                      list[Example]]:
     """(train, val, test) examples: `val_path`/`test_path` when set, else seeded fractions of `train_path`;
     train subsampled to `max_examples` (seeded, in the sampled order)."""
-    if not d.train_path:
-        raise UserError("data.train_path is not set: point it at the training data, or pass train_data= to "
-                        "sftkit.train")
-    examples, _ = load_conversations(d.train_path, d.format, d.on_bad_row, data_report)
-    train_idx, val_idx, test_idx = split_indices(len(examples), 0.0 if d.val_path else d.val_fraction,
-                                                 0.0 if d.test_path else d.test_fraction, seed)
-    train_ex = [examples[i] for i in train_idx]
-    val_ex = [examples[i] for i in val_idx]
-    test_ex = [examples[i] for i in test_idx]
-    if d.val_path:
-        val_ex, _ = load_conversations(d.val_path, d.format, d.on_bad_row, data_report)
-    if d.test_path:
-        test_ex, _ = load_conversations(d.test_path, d.format, d.on_bad_row, data_report)
-    if d.max_examples and len(train_ex) > d.max_examples:
-        train_ex = random.Random(seed).sample(train_ex, d.max_examples)
-    return train_ex, val_ex, test_ex
+    def load(spec):
+        return load_conversations(spec, data_cfg.format, data_cfg.on_bad_row, data_report)[0]
+
+    return load_splits(data_cfg, seed, load, "sftkit.train")
 
 
 def setup_data(config: SFTConfig, tokenizer, report: Reporter) -> SFTData:
     """Read and split the data (seeded), mix in replay rows, tokenise with assistant-only labels."""
-    d, seed = config.data, config.train.seed
+    data_cfg, seed = config.data, config.train.seed
     data_report = DataReport()
-    train_ex, val_ex, test_ex = read_splits(d, seed, data_report)
+    train_ex, val_ex, test_ex = read_splits(data_cfg, seed, data_report)
     replay = []
-    if d.replay_path and d.replay_fraction > 0:
-        pool, _ = load_conversations(d.replay_path, "auto", d.on_bad_row, data_report)
-        want = round(len(train_ex) * d.replay_fraction / (1 - d.replay_fraction))
+    if data_cfg.replay_path and data_cfg.replay_fraction > 0:
+        pool, _ = load_conversations(data_cfg.replay_path, "auto", data_cfg.on_bad_row, data_report)
+        want = round(len(train_ex) * data_cfg.replay_fraction / (1 - data_cfg.replay_fraction))
         replay = random.Random(seed + 1).sample(pool, min(want, len(pool)))
         if len(replay) < want:
             report.note(f"data.replay_path holds {len(pool)} examples, fewer than the {want} that "
-                        f"replay_fraction {d.replay_fraction} asks for; all {len(pool)} are mixed in")
+                        f"replay_fraction {data_cfg.replay_fraction} asks for; all {len(pool)} are mixed in")
 
     def tokenize(exs):  # task and replay rows apart, so the counts are of the examples that train
-        return tokenize_examples(tokenizer, exs, d.max_length, d.overlong, d.train_on, data_report)[0]
+        return tokenize_examples(tokenizer, exs, data_cfg.max_length, data_cfg.overlong, data_cfg.train_on,
+                                 data_report)[0]
 
     task_tok, replay_tok = tokenize(train_ex), tokenize(replay)
     val_tok = tokenize(val_ex)
@@ -81,7 +64,7 @@ def setup_data(config: SFTConfig, tokenizer, report: Reporter) -> SFTData:
     length_drops = data_report.skipped["too_long"] + data_report.skipped["no_trained_tokens"]
     if length_drops > 0.5 * (num_train + len(val_ex)):
         raise UserError(f"{length_drops} of {num_train + len(val_ex)} examples were dropped for length; raise "
-                        f"data.max_length (now {d.max_length}) or use data.overlong: truncate")
+                        f"data.max_length (now {data_cfg.max_length}) or use data.overlong: truncate")
     return SFTData(train_ex, replay, val_ex, test_ex, task_tok + replay_tok, val_tok, len(replay_tok), data_report)
 
 

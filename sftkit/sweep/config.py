@@ -12,15 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from sftkit.config import (
-    OUTPUT_DIR,
-    Section,
-    apply_overrides,
-    format_errors,
-    load_config,
-    raw_config,
-    read_yaml,
-)
+from sftkit.config import OUTPUT_DIR, Section, apply_overrides, format_errors, load_config, raw_config, read_yaml
 from sftkit.errors import ConfigError
 from sftkit.eval.metrics import GENERATION_METRICS
 from sftkit.recipes.sft_config import SFTConfig

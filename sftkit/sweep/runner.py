@@ -17,13 +17,8 @@ from sftkit.errors import UserError
 from sftkit.paths import check_output
 from sftkit.sweep.config import SweepPlan
 from sftkit.sweep.halving import Halving
-from sftkit.sweep.leaderboard import (
-    LiveBoard,
-    best_config_yaml,
-    leaderboard_table,
-    print_results,
-    write_comparison_page,
-)
+from sftkit.sweep.leaderboard import LiveBoard, best_config_yaml, leaderboard_table, print_results
+from sftkit.sweep.leaderboard import write_comparison_page
 from sftkit.sweep.objective import Objective
 from sftkit.sweep.select import Selection
 from sftkit.sweep.splits import check_splits, read_test, write_splits

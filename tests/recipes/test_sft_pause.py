@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from sftkit.recipes.sft import train
-from tests.recipes.test_sft import adapter_weights, make_config
+from tests.helpers import adapter_weights, sft_config
 
 
 def metrics_rows(run: Path) -> list[dict]:
@@ -19,7 +19,7 @@ def metrics_rows(run: Path) -> list[dict]:
 def test_paused_and_resumed_run_is_the_uninterrupted_run(tmp_path, tiny_model_dir):
     def config(name):
         (tmp_path / name).mkdir()
-        return make_config(tmp_path / name, tiny_model_dir, max_steps=8, micro_batch_size=2, eval_every=4,
+        return sft_config(tmp_path / name, tiny_model_dir, max_steps=8, micro_batch_size=2, eval_every=4,
                            save_every=100, learning_rate=5e-3, warmup_ratio=0.25, lora={"dropout": 0.1})
 
     straight = train(config("straight"), quiet=True)
@@ -47,6 +47,6 @@ def test_paused_and_resumed_run_is_the_uninterrupted_run(tmp_path, tiny_model_di
 
 
 def test_stop_at_or_after_the_end_finishes_the_run(tmp_path, tiny_model_dir):
-    summary = train(make_config(tmp_path, tiny_model_dir, max_steps=2), quiet=True, stop_at_step=5)
+    summary = train(sft_config(tmp_path, tiny_model_dir, max_steps=2), quiet=True, stop_at_step=5)
     assert summary["steps"] == 2 and "paused_at_step" not in summary
     assert (tmp_path / "run" / "summary.json").exists()

@@ -19,7 +19,7 @@ import yaml
 import sftkit
 from sftkit.config import load_config
 from sftkit.sweep.trial import config_hash
-from tests.recipes.test_sft import write_data
+from tests.helpers import write_sft_data
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,7 @@ def planted(tmp_path_factory, tiny_model_dir):
     import sftkit.data.dataset as dataset
 
     root = tmp_path_factory.mktemp("planted")
-    data = write_data(root / "data.jsonl", n=40)
+    data = write_sft_data(root / "data.jsonl", n=40)
     out = root / "sweep"
     reads = []
     original = dataset.iter_rows

@@ -12,6 +12,7 @@ from rich.text import Text
 
 # Importing a module registers its sub-commands; `sftkit --help` lists them in this order.
 from sftkit.cli import run  # noqa: F401  isort: skip
+from sftkit.cli import sweep  # noqa: F401  isort: skip
 from sftkit.cli import generate  # noqa: F401  isort: skip
 from sftkit.cli import evaluate  # noqa: F401  isort: skip
 from sftkit.cli import data  # noqa: F401  isort: skip

@@ -1,5 +1,6 @@
 """What the Python API returns: one typed result per verb, whose fields are the keys of the JSON file the verb
-writes (`summary.json`, `eval.json`, `comparison.json`, `safety.json`, the curation report).
+writes (`summary.json`, `eval.json`, `comparison.json`, `safety.json`, the curation report; `report` gives
+the paths it wrote).
 
 Every result keeps the whole JSON object in `raw`, so keys that a newer sftkit adds are never lost, and
 `to_dict()` gives it back.
@@ -161,6 +162,18 @@ class CurateResult(Result):
     output: str | None = None
     rejects: str | None = None
     report_path: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportResult(Result):
+    """`sftkit report`: the page written (`kind` `run`: RUN/report.html; `comparison`: the page comparing
+    `runs`), the model cards refreshed, and the screenshot when one was asked for."""
+
+    path: Path | None = None
+    kind: str = "run"
+    runs: list = field(default_factory=list)
+    model_cards: list = field(default_factory=list)
+    screenshot: Path | None = None
 
 
 def from_json(cls, data: dict, output_dir: str | Path | None = None):

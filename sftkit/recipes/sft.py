@@ -28,6 +28,7 @@ from sftkit.config import to_yaml
 from sftkit.errors import UserError
 from sftkit.models import count_parameters, load_model, load_tokenizer, resolve_model_path
 from sftkit.recipes.sft_config import SFTConfig
+from sftkit.report import report_after_training
 from sftkit.training import sharding
 from sftkit.training.distributed import World, all_reduce_sum, barrier
 from sftkit.training.loop import Runtime, choose_dtype, prepare_model, start_process
@@ -71,7 +72,8 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
                      data.report, optional=("replay",))
 
     state = (rt.resume(config.model_dump(mode="json")) if resume else None) or TrainState()
-    metrics = MetricsLog(out_dir, world.is_main, resume_step=state.step or None)
+    metrics = MetricsLog(out_dir, world.is_main, resume_step=state.step or None, report_to=config.train.report_to,
+                         config=config.model_dump(mode="json"))
     pad_id = tokenizer.pad_token_id
     if state.initial_val_loss is None and data.val_tok:
         state.record_initial_validation({"loss": validate(rt, data.val_tok, pad_id)})
@@ -97,8 +99,13 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
 
     summary = finish(config, data, rt, state, tokenizer, dtype, num_params, estimate, started)
     rt.end_run(summary, metrics)
-    if world.is_main and (config.eval.after_training or config.eval.safety):
-        summary = evaluate_after_training(out_dir, config, summary, report)
+    if world.is_main:
+        try:
+            if config.eval.after_training or config.eval.safety:
+                summary = evaluate_after_training(out_dir, config, summary, report)
+        finally:
+            metrics.finish(summary)
+        report_after_training(out_dir, report.note)  # after the evaluation, so the page shows its results
     return summary
 
 

@@ -141,7 +141,8 @@ def report(runs, output: str | Path | None = None, *, screenshot: str | Path | N
     of runs -> the comparison page (default: comparison.html in their common parent).
 
     Args:
-        runs: a run directory, a directory holding run directories, or a list of either.
+        runs: a run directory, a directory holding run directories, or a list of either (plain files in a list
+            are passed over and listed in `passed_over`: a shell glob such as runs/* matches the pages too).
         output: where the page goes (default: as above).
         screenshot: also write a PNG of the page's top (needs a system Chromium).
         model_cards: for a single run, also rewrite README.md in adapter/, merged/ and export/*/.
@@ -151,7 +152,7 @@ def report(runs, output: str | Path | None = None, *, screenshot: str | Path | N
     from sftkit.report.collect import find_runs
 
     given = [runs] if isinstance(runs, (str, Path)) else list(runs)
-    found = find_runs(given)
+    found, passed_over = find_runs(given)
     cards: list[Path] = []
     if len(found) == 1 and len(given) == 1 and Path(given[0]) == found[0]:
         if model_cards:
@@ -161,5 +162,7 @@ def report(runs, output: str | Path | None = None, *, screenshot: str | Path | N
         path, kind = write_comparison(found, output), "comparison"
     shot = take_screenshot(path, screenshot) if screenshot else None
     return ReportResult(path=path, kind=kind, runs=[str(p) for p in found], model_cards=cards, screenshot=shot,
+                        passed_over=[str(p) for p in passed_over],
                         raw={"path": str(path), "kind": kind, "runs": [str(p) for p in found],
-                             "model_cards": [str(c) for c in cards], "screenshot": str(shot) if shot else None})
+                             "model_cards": [str(c) for c in cards], "screenshot": str(shot) if shot else None,
+                             "passed_over": [str(p) for p in passed_over]})

@@ -167,13 +167,15 @@ class CurateResult(Result):
 @dataclass(frozen=True)
 class ReportResult(Result):
     """`sftkit report`: the page written (`kind` `run`: RUN/report.html; `comparison`: the page comparing
-    `runs`), the model cards refreshed, and the screenshot when one was asked for."""
+    `runs`), the model cards refreshed, the screenshot when one was asked for, and the files given among the runs
+    that were passed over."""
 
     path: Path | None = None
     kind: str = "run"
     runs: list = field(default_factory=list)
     model_cards: list = field(default_factory=list)
     screenshot: Path | None = None
+    passed_over: list = field(default_factory=list)
 
 
 def from_json(cls, data: dict, output_dir: str | Path | None = None):

@@ -28,6 +28,8 @@ def report_cmd(
     from sftkit.api import report
 
     result = report(runs, output, screenshot=screenshot, model_cards=not no_model_cards)
+    for path in result.passed_over:
+        print(f"passed over: {path} (a file, not a run directory)")
     for card in result.model_cards:
         print(f"model card: {card}")
     if result.screenshot:

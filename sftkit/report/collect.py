@@ -139,12 +139,20 @@ def collect_run(run_dir: str | Path, with_tokens: bool = True) -> RunData:
     return data
 
 
-def find_runs(paths: list[str | Path]) -> list[Path]:
-    """Run directories named by `paths`: each a run, or a directory whose subdirectories are runs."""
+def find_runs(paths: list[str | Path]) -> tuple[list[Path], list[Path]]:
+    """(run directories, files passed over) for `paths`: each a run, or a directory whose subdirectories are runs.
+
+    Among several paths a plain file is passed over (`sftkit report runs/*` also matches runs/comparison.html);
+    a single path must be a directory.
+    """
     found: list[Path] = []
+    files: list[Path] = []
     for item in map(Path, paths):
         if not item.exists():
             raise UserError(f"{item} does not exist: check the path (pass the output_dir of `sftkit train`)")
+        if not item.is_dir() and len(paths) > 1:
+            files.append(item)
+            continue
         if not item.is_dir():
             raise UserError(f"{item} is not a directory: pass run directories (the output_dir of `sftkit train`)")
         if (item / "summary.json").is_file() or (item / "metrics.jsonl").is_file():
@@ -155,4 +163,6 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
             raise UserError(f"{item} is not a run directory and holds none (no summary.json in it or its "
                             "subdirectories): pass the output_dir of `sftkit train`")
         found.extend(inner)
-    return found
+    if not found:
+        raise UserError(f"no run directory among {', '.join(map(str, paths))}: pass the output_dir of `sftkit train`")
+    return found, files

@@ -59,7 +59,7 @@ def leaderboard(runs: list[RunData], links: dict[str, str]) -> Html:
         classes.append("best" if i == 0 else None)
     headers = ["#", "run", "config differences", "best val loss", "tuned acc", "gain over prompting [95% CI] n",
                "retention", "tasks dropped", "refusal rate (delta)", "train time", "peak memory"]
-    return table(headers, rows, row_classes=classes, numeric={0, 3, 4, 5, 6, 7, 8, 9, 10})
+    return tag("div", table(headers, rows, row_classes=classes, numeric={0, 3, 4, 5, 6, 7, 8, 9, 10}), class_="wide")
 
 
 def overlaid_curves(runs: list[RunData]) -> Html:
@@ -68,7 +68,7 @@ def overlaid_curves(runs: list[RunData]) -> Html:
                                          for r in runs], y_label="loss")
     train = line_chart("train loss, smoothed", [Series(r.name, smoothed(curve(r.metrics, "train_loss")),
                                                        color[r.name]) for r in runs], y_label="loss")
-    return tag("div", join([val, train]), class_="grid")
+    return tag("div", join([val, train]), class_="charts")
 
 
 def render_comparison(runs: list[RunData], title: str = "sftkit run comparison",

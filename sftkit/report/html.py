@@ -101,8 +101,9 @@ table { border-collapse: collapse; margin: 8px 0 12px; font-size: 14px; }
 th, td { border-bottom: 1px solid var(--line); padding: 4px 10px; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-tr.flagged td { color: var(--bad); font-weight: 600; } tr.best td { font-weight: 600; }
-.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(460px, 1fr)); gap: 8px 20px; }
+tr.flagged td { color: var(--bad); font-weight: 600; } tr.best td { background: #eef7ee; }
+.wide { overflow-x: auto; }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(460px, 1fr)); gap: 8px 20px; }
 svg.chart { width: 100%; height: auto; display: block; margin: 4px 0 10px; }
 svg.chart text { font: 11px system-ui, sans-serif; fill: var(--fg); }
 svg.chart .title { font-size: 13px; font-weight: 600; }

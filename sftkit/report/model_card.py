@@ -126,7 +126,8 @@ def card_text(run: RunData, model_dir: Path, kind: str, export: dict | None) -> 
     data = ModelCardData(
         base_model=base, library_name={"adapter": "peft", "merged": "transformers"}.get(kind, None),
         license="apache-2.0" if base == "HuggingFaceTB/SmolLM2-135M-Instruct" else None,
-        pipeline_tag="text-generation", tags=["sftkit", run.kind, method] + ([f"export-{kind}"] if export else []),
+        pipeline_tag="text-generation",
+        tags=[t for t in ("sftkit", run.kind, method, f"export-{kind}" if export else None) if t],
         model_name=run.name, eval_results=eval_results(run, run.name) or None)
     train_path = (run.config.get("data") or {}).get("train_path")
     verdict = "\n".join(f"- {c.text}" for c in claims(run))

@@ -84,7 +84,7 @@ def training_section(run) -> Html:
                          f"{(run.config.get('train') or {}).get('patience')} evaluations.")
     else:
         facts.append("Training did not finish: there is no summary.json yet (the curves are what was logged).")
-    return section("training", "Training", tag("p", " ".join(facts)), tag("div", join(charts), class_="grid"),
+    return section("training", "Training", tag("p", " ".join(facts)), tag("div", join(charts), class_="charts"),
                    note("Markers: the dashed horizontal line is the validation loss before training; the green "
                         "line is the step whose weights were written (the best validation loss); triangles on "
                         "the axis are checkpoints."))

@@ -61,6 +61,9 @@ def test_cli_reports_one_run_and_compares_a_directory_of_runs(full_run, tmp_path
         second_run(full_run, runs, gain, lr)
     code, out, err = run_cli("report", str(runs))
     assert (code, out) == (0, f"comparison: {runs / 'comparison.html'}\n")
+    code, out, err = run_cli("report", *map(str, sorted(runs.iterdir())))  # `sftkit report runs/*`, page included
+    assert (code, out) == (0, f"passed over: {runs / 'comparison.html'} (a file, not a run directory)\n"
+                              f"comparison: {runs / 'comparison.html'}\n")
     code, out, err = run_cli("report", str(runs / "lr-0.0001"), str(runs / "lr-0.0002"), "--output",
                              str(tmp_path / "two.html"))
     assert (code, out) == (0, f"comparison: {tmp_path / 'two.html'}\n")

@@ -173,16 +173,19 @@ def write_model_card(model_dir: str | Path, run_dir: str | Path | None = None, *
                      run: RunData | None = None) -> Path:
     """Write MODEL_DIR/README.md for a model directory of a run (adapter/, merged/ or export/FORMAT/).
 
-    run_dir: the run it came from (default: the nearest parent with a summary.json). export: the export's
-    report (default: MODEL_DIR/export_report.json when present). Returns the card's path.
+    run_dir: the run it came from (default: the nearest parent with a summary.json; MODEL_DIR may be a staging
+    directory such as RUN/export/.gguf.partial-PID). export: the export's report (default:
+    MODEL_DIR/export_report.json when present); its "format" names the card's kind. Returns the card's path.
+    A stable entry point: `sftkit export` calls it.
     """
     from huggingface_hub import ModelCard
 
     model_dir = Path(model_dir)
     run_dir = Path(run_dir) if run_dir else _find_run(model_dir)
     run = run or collect_run(run_dir, with_tokens=False)
-    kind = _model_kind(model_dir, run_dir)
     export = export if export is not None else read_json(model_dir / "export_report.json")
+    # the export's own format names it: the export step writes its card into a staging directory before renaming
+    kind = (export or {}).get("format") or _model_kind(model_dir, run_dir)
     card = ModelCard(card_text(run, model_dir, kind, export))
     path = model_dir / CARD_NAME
     card.save(path)

@@ -24,7 +24,8 @@ CHART_BOXES = """() => [...document.querySelectorAll('svg.chart')].map(svg => {
 
 def _requirement(missing: str) -> None:
     if os.environ.get("CI") == "true":
-        pytest.fail(f"the browser test needs {missing} under CI")
+        pytest.fail(f"the browser test needs {missing} under CI: " + (INSTALL_HINT if missing == "Chromium" else
+                    "pip install -e '.[dev]'"))
     pytest.skip(f"no {missing}: {INSTALL_HINT}" if missing == "Chromium" else f"no {missing}: pip install playwright "
                 "(the dev extra has it)")
 

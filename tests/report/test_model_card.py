@@ -52,3 +52,9 @@ def test_default_base_model_gets_its_hub_id_and_exports_get_cards(full_run):
     # what the export step calls: one directory, the run found above it
     again = write_model_card(full_run / "export" / "gguf", export={"format": "gguf"})
     assert again.read_text() == paths[2].read_text()
+    # the export step writes its card into a staging directory beside the final one, before the rename
+    staging = full_run / "export" / ".ollama.partial-123"
+    staging.mkdir()
+    card = ModelCard.load(write_model_card(staging, export={"format": "ollama", "quant": "q8_0"}))
+    assert "export-ollama" in card.data.tags and "An export (ollama) of" in card.text
+    assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"

@@ -61,7 +61,7 @@ def report_after_training(run_dir: Path, say=print) -> Path | None:
     try:
         write_model_cards(run_dir)
         path = write_report(run_dir)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- any failure of the page leaves the finished run intact
         say(f"no report: {type(exc).__name__}: {exc} (`sftkit report {run_dir}` tries again)")
         return None
     say(f"report: {path}")

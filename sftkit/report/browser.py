@@ -40,7 +40,7 @@ def screenshot(html_path: str | Path, png_path: str | Path, width: int = 1100, h
     with tempfile.TemporaryDirectory(prefix="sftkit-chromium-") as profile:
         result = subprocess.run([browser, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
                                  f"--screenshot={png_path}", html_path.as_uri()],
-                                capture_output=True, text=True, timeout=timeout_seconds)
+                                check=False, capture_output=True, text=True, timeout=timeout_seconds)
     if result.returncode != 0 or not png_path.is_file():
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
         raise UserError(f"chromium could not take the screenshot (exit {result.returncode}): {tail[0]}")

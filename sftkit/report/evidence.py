@@ -47,8 +47,8 @@ def forgetting_section(run) -> Html:
         label = task_label(name)
         if row["metric"] == "perplexity":
             perplexity_rows.append([label, num(row["base"]["value"], 2), num(row["tuned"]["value"], 2),
-                                    signed(row["delta"], 2), f"[{signed(row['delta_log_ci_low'])}, "
-                                    f"{signed(row['delta_log_ci_high'])}]", num(row["retention"]),
+                                    signed(row["delta"], 2), (f"[{signed(row['delta_log_ci_low'])}, "
+                                    f"{signed(row['delta_log_ci_high'])}]"), num(row["retention"]),
                                     row["base"]["n"], "worse" if row["flagged"] else ""])
             continue
         delta = {"abs": row["delta"], "ci_low": row["delta_ci_low"], "ci_high": row["delta_ci_high"],

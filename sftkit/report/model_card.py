@@ -91,16 +91,16 @@ def training_text(run: RunData) -> str:
     method = (f"LoRA (r={lora.get('r')}, alpha={lora.get('alpha')}, targets {lora.get('target_modules')})"
               if s.get("method", t.get("method")) == "lora" else "full fine-tuning")
     lines = [f"- recipe: sftkit {run.kind}, {method}",
-             f"- data: `{d.get('train_path')}`: {s.get('num_train_examples', s.get('num_train_pairs'))} training "
-             f"examples, {s.get('trained_tokens', 0):,} trained tokens, max_length {d.get('max_length')}",
-             f"- optimisation: {s.get('steps')} steps, learning rate {t.get('learning_rate')} "
+             (f"- data: `{d.get('train_path')}`: {s.get('num_train_examples', s.get('num_train_pairs'))} training "
+             f"examples, {s.get('trained_tokens', 0):,} trained tokens, max_length {d.get('max_length')}"),
+             (f"- optimisation: {s.get('steps')} steps, learning rate {t.get('learning_rate')} "
              f"({t.get('lr_scheduler')}, warmup {t.get('warmup_ratio')}), micro-batch {t.get('micro_batch_size')} "
-             f"x accumulation {t.get('grad_accum_steps')}, precision {t.get('precision')}, seed {t.get('seed')}",
+             f"x accumulation {t.get('grad_accum_steps')}, precision {t.get('precision')}, seed {t.get('seed')}"),
              f"- weights: the best validation step ({s.get('best_step')})"
              + (f"; stopped early at step {s.get('stopped_step')}" if s.get("early_stopped") else ""),
              f"- cost: {s.get('train_seconds', 0):.0f} s of training, peak memory {s.get('peak_memory_mb', 0):,.0f} MB",
-             f"- software: sftkit {run.versions.get('sftkit')}, torch {run.versions.get('torch')}, transformers "
-             f"{run.versions.get('transformers')}, peft {run.versions.get('peft')}"]
+             (f"- software: sftkit {run.versions.get('sftkit')}, torch {run.versions.get('torch')}, transformers "
+             f"{run.versions.get('transformers')}, peft {run.versions.get('peft')}")]
     return "\n".join(lines)
 
 
@@ -139,14 +139,14 @@ def card_text(run: RunData, model_dir: Path, kind: str, export: dict | None) -> 
     config = (run.config_text or "").rstrip()
     sections = [
         f"# {run.name}",
-        f"{what} `{base or run.summary.get('base_model')}` fine-tuned ({how}) on `{train_path}`, trained and "
+        (f"{what} `{base or run.summary.get('base_model')}` fine-tuned ({how}) on `{train_path}`, trained and "
         "evaluated with sftkit. Every figure below was measured on held-out data, with its 95% bootstrap interval "
-        "and n.",
+        "and n."),
         "## Results\n\n" + headline_table(run) + "\n\n" + verdict,
         "## How it was trained\n\n" + training_text(run),
-        f"## Intended use\n\nThe task of its training data (`{train_path}`): prompts like those in the training "
+        (f"## Intended use\n\nThe task of its training data (`{train_path}`): prompts like those in the training "
         "split, answered in their format. It was evaluated only on the measures above: outside that task, rely on "
-        "the forgetting figures (how far general ability moved) and run your own evaluation first.",
+        "the forgetting figures (how far general ability moved) and run your own evaluation first."),
         "## Safety\n\n" + safety,
         "## How to use\n\n" + usage_text(kind, base),
         f"## Config\n\n<details>\n<summary>config.yaml</summary>\n\n```yaml\n{config}\n```\n\n</details>",

@@ -62,9 +62,9 @@ def test_cli_reports_one_run_and_compares_a_directory_of_runs(full_run, tmp_path
     code, out, err = run_cli("report", str(runs))
     assert (code, out) == (0, f"comparison: {runs / 'comparison.html'}\n")
     code, out, err = run_cli("report", *map(str, sorted(runs.iterdir())))  # `sftkit report runs/*`, page included
-    assert (code, out) == (0, f"passed over: {runs / 'comparison.html'} (a file, not a run directory)\n"
-                              f"comparison: {runs / 'comparison.html'}\n")
-    code, out, err = run_cli("report", str(runs / "lr-0.0001"), str(runs / "lr-0.0002"), "--output",
+    assert (code, out) == (0, (f"passed over: {runs / 'comparison.html'} (a file, not a run directory)\n"
+                              f"comparison: {runs / 'comparison.html'}\n"))
+    code, out, _err = run_cli("report", str(runs / "lr-0.0001"), str(runs / "lr-0.0002"), "--output",
                              str(tmp_path / "two.html"))
     assert (code, out) == (0, f"comparison: {tmp_path / 'two.html'}\n")
 
@@ -74,7 +74,7 @@ def test_cli_bad_paths_are_one_line_and_exit_2(tmp_path, run_cli):
     assert code == 2 and err.strip() == f"error: {tmp_path / 'missing'} does not exist: check the path (pass the " \
                                         "output_dir of `sftkit train`)"
     (tmp_path / "empty").mkdir()
-    code, out, err = run_cli("report", str(tmp_path / "empty"))
+    code, _out, err = run_cli("report", str(tmp_path / "empty"))
     assert code == 2 and "is not a run directory and holds none" in err and len(err.strip().splitlines()) == 1
 
 

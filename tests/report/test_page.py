@@ -18,7 +18,7 @@ CHARTS = ("loss per trained token", "learning rate", "gradient norm (before clip
 
 
 def embedded(page: str, element_id: str = "sftkit-report-data") -> dict:
-    match = re.search(rf'<script type="application/json" id="{element_id}">(.*?)</script>', page, re.S)
+    match = re.search(rf'<script type="application/json" id="{element_id}">(.*?)</script>', page, re.DOTALL)
     return json.loads(match.group(1))
 
 

@@ -43,8 +43,8 @@ def report_run(tmp_path_factory, tiny_model_dir):
     """RUN trained with eval.after_training and eval.safety; returns its path (treat it as read-only)."""
     import sftkit.safety.evaluate as safety
     from sftkit.recipes.sft import train
-    from tests.recipes.test_sft import make_config
-    from tests.safety.test_evaluate import SETTINGS
+    from tests.helpers import safety_settings
+    from tests.helpers import sft_config as make_config
 
     root = tmp_path_factory.mktemp("report")
     config = make_config(root, tiny_model_dir, max_steps=6, eval_every=2, save_every=3,
@@ -52,7 +52,7 @@ def report_run(tmp_path_factory, tiny_model_dir):
     config.eval.after_training, config.eval.safety = True, True
     config.eval.shots, config.eval.max_new_tokens = 2, 4
     config.eval.suite, config.eval.suite_max_examples = write_suite(root), 12
-    real, settings = safety.run_safety, dataclasses.replace(SETTINGS, hhh=False)  # HHH would fetch BIG-bench
+    real, settings = safety.run_safety, dataclasses.replace(safety_settings(), hhh=False)  # HHH would fetch BIG-bench
     with pytest.MonkeyPatch.context() as mp:
         # safety_after_training calls the module's own name
         mp.setattr(safety, "run_safety", lambda *a, **k: real(*a, settings=settings, **k))

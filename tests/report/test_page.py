@@ -155,7 +155,7 @@ def test_dpo_writes_its_report_and_card(tmp_path, tiny_model_dir):
     from huggingface_hub import ModelCard
 
     from sftkit.recipes.dpo import train_dpo
-    from tests.recipes.test_dpo import make_config
+    from tests.helpers import dpo_config as make_config
 
     config = make_config(tmp_path, tiny_model_dir, max_steps=3, eval_every=1)
     summary = train_dpo(config, quiet=True)

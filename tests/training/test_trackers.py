@@ -162,7 +162,7 @@ def test_wandb_offline_run_in_the_run_directory(tmp_path, monkeypatch):
 
 def test_training_with_report_to_none_writes_metrics_jsonl_only(tmp_path, tiny_model_dir):
     from sftkit.recipes.sft import train
-    from tests.recipes.test_sft import make_config
+    from tests.helpers import sft_config as make_config
 
     config = make_config(tmp_path, tiny_model_dir, max_steps=1, report_to="none")
     train(config, quiet=True)

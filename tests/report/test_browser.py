@@ -76,3 +76,17 @@ def test_page_renders_offline_with_every_chart_drawn(browser, full_run, tmp_path
     else:
         assert page.locator("#leaderboard tbody tr").count() == 2
     page.close()
+
+
+def test_screenshot_is_a_png_of_the_requested_size(full_run, tmp_path):
+    """`sftkit report RUN --screenshot PNG` (how docs/report-quickstart.png is made): chromium's own --screenshot."""
+    import struct
+
+    from sftkit.report.browser import screenshot
+
+    if find_browser() is None:
+        _requirement("Chromium")
+    png = screenshot(write_report(full_run), tmp_path / "shot.png", width=800, height=1200)
+    head = png.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+    assert struct.unpack(">II", head[16:24]) == (800, 1200)

@@ -31,7 +31,8 @@ def cost_section(run) -> Html:
         parts.append(note("No estimate in summary.json (`sftkit estimate CONFIG` sizes a run before it starts)."))
     for key in ("adapter", "merged"):
         if key in (s.get("outputs") or {}):
-            parts.append(tag("p", f"{key}/: {s['outputs'][key]} (model card: {key}/README.md)"))
+            card = f" (model card: {key}/README.md)" if (run.path / key / "README.md").is_file() else ""
+            parts.append(tag("p", f"{key}/: {s['outputs'][key]}{card}"))
     return section("cost", "Cost", join(parts))
 
 

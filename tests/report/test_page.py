@@ -45,6 +45,7 @@ def test_page_has_every_chart_and_section(report_run):
         assert any(expected in t for t in titles), expected
     for anchor in ("verdict", "training", "prompting", "forgetting", "safety", "data", "examples", "cost", "config"):
         assert f'id="{anchor}"' in page
+    assert "(model card: adapter/README.md)" in page  # training writes the cards before the page
 
 
 def test_numbers_are_those_of_summary_and_comparison(report_run):

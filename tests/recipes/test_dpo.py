@@ -88,8 +88,8 @@ def test_full_finetune_reference_copy_never_changes(tmp_path, tiny_model_dir, mo
     made = []
 
     class Recording(dpo_recipe.SequenceLogProbs):
-        def __init__(self, model):
-            super().__init__(model)
+        def __init__(self, model, *options):
+            super().__init__(model, *options)
             made.append(self)
 
     monkeypatch.setattr(dpo_recipe, "SequenceLogProbs", Recording)
@@ -287,7 +287,8 @@ def test_two_process_gloo_equals_one_process(tmp_path, tiny_model_dir):
               "lora": {"dropout": 0.0}}
     for name, ga in (("one", 4), ("two", 2)):
         cfg = dict(common, output_dir=str(tmp_path / name), train={"max_steps": 3, "micro_batch_size": 2,
-                   "grad_accum_steps": ga, "learning_rate": 1e-2, "warmup_ratio": 0.0, "eval_every": 3})
+                   "grad_accum_steps": ga, "learning_rate": 1e-2, "warmup_ratio": 0.0, "eval_every": 3,
+                   "precision": "fp32"})
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
     run_recorded(["dpo", str(tmp_path / "one.yaml")], tmp_path / "steps-one")
     run_recorded(["dpo", str(tmp_path / "two.yaml")], tmp_path / "steps-two", processes=2, port=29547)
@@ -308,7 +309,7 @@ def _one_step_gradients(cfg: DPOConfig, tiny_model_dir) -> dict[str, torch.Tenso
     tokenizer = load_tokenizer(str(tiny_model_dir))
     data = dpo_recipe.setup_data(cfg, tokenizer)
     torch.manual_seed(cfg.train.seed)
-    rt, reference, _, _ = dpo_recipe.setup_model(cfg, start_point(cfg), data, World(), Reporter(enabled=False))
+    rt, reference, _ = dpo_recipe.setup_model(cfg, start_point(cfg), data, World(), Reporter(enabled=False))
     trainable = {n: p for n, p in rt.model.named_parameters() if p.requires_grad}
     rt.optimizer = torch.optim.SGD(list(trainable.values()), lr=1.0)
     before = {n: p.detach().clone() for n, p in trainable.items()}

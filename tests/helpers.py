@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,8 +45,6 @@ def make_tiny_model(seed: int = 0, num_layers: int = 2, hidden: int = 64):
 
 def write_sft_data(path: Path, n: int = 24, seed: int = 0) -> Path:
     """Variable-length arithmetic chats (uneven lengths make normalisation bugs visible)."""
-    import random
-
     rng = random.Random(seed)
     with open(path, "w") as f:
         for i in range(n):
@@ -151,3 +150,14 @@ def dpo_config(tmp_path: Path, model, out: str = "run", lora: dict | None = None
         "train": {"max_steps": 2, "micro_batch_size": 4, "learning_rate": 1e-2, "warmup_ratio": 0.0,
                   "eval_every": 100, "save_every": 100, "precision": "fp32", **train},
         "lora": {"dropout": 0.0, **(lora or {})}, "dpo": dpo or {}, "output_dir": str(tmp_path / out)})
+
+
+def embedded(page: str, element_id: str = "sftkit-report-data") -> dict:
+    """The numbers a report page embeds as JSON."""
+    match = re.search(rf'<script type="application/json" id="{element_id}">(.*?)</script>', page, re.DOTALL)
+    return json.loads(match.group(1))
+
+
+def chart_titles(page: str) -> list[str]:
+    """The titles (aria-label) of a report page's charts, in order."""
+    return re.findall(r'<svg class="chart"[^>]*aria-label="([^"]*)"', page)

@@ -10,7 +10,7 @@ import yaml
 
 from sftkit.report.collect import collect_run
 from sftkit.report.compare_runs import config_differences, write_comparison
-from tests.report.test_page import chart_titles, embedded
+from tests.helpers import chart_titles, embedded
 
 
 def second_run(full_run, root, gain: float, learning_rate: float):

@@ -11,19 +11,11 @@ import pytest
 
 from sftkit.report.collect import collect_run
 from sftkit.report.page import render_run, write_report
+from tests.helpers import chart_titles, embedded
 
 CHARTS = ("loss per trained token", "learning rate", "gradient norm (before clipping)", "throughput",
           "held-out test examples, 95% intervals", "gain of the fine-tune over the", "change per task",
           "safety before (grey) and after fine-tuning", "tokens per training example")
-
-
-def embedded(page: str, element_id: str = "sftkit-report-data") -> dict:
-    match = re.search(rf'<script type="application/json" id="{element_id}">(.*?)</script>', page, re.DOTALL)
-    return json.loads(match.group(1))
-
-
-def chart_titles(page: str) -> list[str]:
-    return re.findall(r'<svg class="chart"[^>]*aria-label="([^"]*)"', page)
 
 
 def test_training_writes_a_self_contained_page_that_is_rewritten_byte_for_byte(report_run):

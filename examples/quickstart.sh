@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The quickstart that `make demo` runs: fetch a BIG-bench task, audit it, fine-tune the default model with
-# LoRA, and show validation loss before and after. Re-running reuses the finished run.
+# LoRA, show validation loss before and after, and write the report (RUN/report.html, model cards). Re-running
+# reuses the finished run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SFTKIT=.venv/bin/sftkit
@@ -29,3 +30,5 @@ if gain:
 if retention is not None:
     print(f"general-suite retention (tuned / base, averaged over tasks): {retention:.3f}")
 PY
+# the report page (also written by `sftkit train`; written again here for runs trained before it existed)
+$SFTKIT report "$RUN"

@@ -27,6 +27,7 @@ _EXPORTS = {
     "curate": "sftkit.api",
     "sweep": "sftkit.sweep",  # the package, callable as the verb (sftkit/sweep/__init__.py)
     "SweepConfig": "sftkit.sweep.config",
+    "report": "sftkit.api",
     "TrainResult": "sftkit.results",
     "DPOResult": "sftkit.results",
     "EvalResult": "sftkit.results",
@@ -34,6 +35,7 @@ _EXPORTS = {
     "SafetyResult": "sftkit.results",
     "CurateResult": "sftkit.results",
     "SweepResult": "sftkit.results",
+    "ReportResult": "sftkit.results",
     "UserError": "sftkit.errors",
     "ConfigError": "sftkit.errors",
 }
@@ -41,15 +43,15 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
-    from sftkit.api import compare, curate, dpo, evaluate, safety, sweep, train
+    from sftkit.api import compare, curate, dpo, evaluate, report, safety, sweep, train
     from sftkit.config import load_config
     from sftkit.curate.config import CurateConfig
     from sftkit.errors import ConfigError, UserError
     from sftkit.recipes.dpo_config import DPOConfig
     from sftkit.recipes.sft_config import SFTConfig
     from sftkit.sweep.config import SweepConfig
-    from sftkit.results import CompareResult, CurateResult, DPOResult, EvalResult, SafetyResult, SweepResult
-    from sftkit.results import TrainResult
+    from sftkit.results import (CompareResult, CurateResult, DPOResult, EvalResult, ReportResult, SafetyResult,
+                                SweepResult, TrainResult)
 
 
 def __getattr__(name: str):

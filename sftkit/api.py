@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sftkit.results import CompareResult, CurateResult, DPOResult, EvalResult, SafetyResult, SweepResult, TrainResult
-from sftkit.results import from_json
+from sftkit.results import (CompareResult, CurateResult, DPOResult, EvalResult, ReportResult, SafetyResult,
+                            SweepResult, TrainResult, from_json)
 
 
 def _write_rows(rows, path: Path) -> str:
@@ -156,3 +156,36 @@ def sweep(config, overrides: list[str] | None = None, *, auto: bool = False, qui
 
     plan = load_sweep(config, overrides, auto=auto)
     return from_json(SweepResult, run_sweep(plan, quiet=quiet), plan.out_dir)
+
+
+def report(runs, output: str | Path | None = None, *, screenshot: str | Path | None = None,
+           model_cards: bool = True) -> ReportResult:
+    """`sftkit report`: one run (a path) -> RUN/report.html and its model cards; several runs, or a directory
+    of runs -> the comparison page (default: comparison.html in their common parent).
+
+    Args:
+        runs: a run directory, a directory holding run directories, or a list of either (plain files in a list
+            are passed over and listed in `passed_over`: a shell glob such as runs/* matches the pages too).
+        output: where the page goes (default: as above).
+        screenshot: also write a PNG of the page's top (needs a system Chromium).
+        model_cards: for a single run, also rewrite README.md in adapter/, merged/ and export/*/.
+    """
+    from sftkit.report import write_comparison, write_model_cards, write_report
+    from sftkit.report.browser import screenshot as take_screenshot
+    from sftkit.report.collect import find_runs
+
+    given = [runs] if isinstance(runs, (str, Path)) else list(runs)
+    found, passed_over = find_runs(given)
+    cards: list[Path] = []
+    if len(found) == 1 and len(given) == 1 and Path(given[0]) == found[0]:
+        if model_cards:
+            cards = write_model_cards(found[0])
+        path, kind = write_report(found[0], output), "run"
+    else:
+        path, kind = write_comparison(found, output), "comparison"
+    shot = take_screenshot(path, screenshot) if screenshot else None
+    return ReportResult(path=path, kind=kind, runs=[str(p) for p in found], model_cards=cards, screenshot=shot,
+                        passed_over=[str(p) for p in passed_over],
+                        raw={"path": str(path), "kind": kind, "runs": [str(p) for p in found],
+                             "model_cards": [str(c) for c in cards], "screenshot": str(shot) if shot else None,
+                             "passed_over": [str(p) for p in passed_over]})

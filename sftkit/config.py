@@ -13,7 +13,7 @@ import difflib
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sftkit.errors import ConfigError
 from sftkit.paths import check_input, path_problems
@@ -91,6 +91,27 @@ class TrainSection(Section):
     log_every: int = Field(1, ge=1, description="Write metrics every N optimizer steps.")
     fsdp: bool = Field(False, description="Shard parameters with FSDP under torchrun (full fine-tuning only).")
     num_threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores).")
+    report_to: list[Literal["tensorboard", "trackio", "mlflow", "wandb", "none"]] = Field(
+        default_factory=lambda: ["tensorboard"], description="Experiment trackers that get the config, every "
+        "metrics row and the results: tensorboard (RUN/tensorboard), trackio, mlflow, wandb (extras "
+        "`sftkit[trackio]`, `sftkit[mlflow]`, `sftkit[wandb]`); `none` for metrics.jsonl only.")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_tracker_as_list(cls, value):
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("report_to")
+    @classmethod
+    def _trackers_installed(cls, value: list[str]) -> list[str]:
+        from sftkit.training.trackers import missing_packages
+
+        problems = missing_packages(value)
+        if "none" in value and len(value) > 1:
+            problems.append(f"train.report_to: `none` cannot be combined with other trackers (got {value})")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return [name for name in value if name != "none"]
 
 
 def default_learning_rate(recipe: str, method: str) -> float:

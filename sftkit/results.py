@@ -1,5 +1,6 @@
 """What the Python API returns: one typed result per verb, whose fields are the keys of the JSON file the verb
-writes (`summary.json`, `eval.json`, `comparison.json`, `safety.json`, the curation report, `sweep.json`).
+writes (`summary.json`, `eval.json`, `comparison.json`, `safety.json`, the curation report, `sweep.json`;
+`report` gives the paths it wrote).
 
 Every result keeps the whole JSON object in `raw`, so keys that a newer sftkit adds are never lost, and
 `to_dict()` gives it back.
@@ -190,6 +191,20 @@ class SweepResult(Result):
     def best_config(self) -> Path | None:
         """The winning config as YAML, ready for `sftkit train`."""
         return Path(self.best["config"]) if self.best and self.best.get("config") else None
+
+
+@dataclass(frozen=True)
+class ReportResult(Result):
+    """`sftkit report`: the page written (`kind` `run`: RUN/report.html; `comparison`: the page comparing
+    `runs`), the model cards refreshed, the screenshot when one was asked for, and the files given among the runs
+    that were passed over."""
+
+    path: Path | None = None
+    kind: str = "run"
+    runs: list = field(default_factory=list)
+    model_cards: list = field(default_factory=list)
+    screenshot: Path | None = None
+    passed_over: list = field(default_factory=list)
 
 
 def from_json(cls, data: dict, output_dir: str | Path | None = None):

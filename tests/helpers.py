@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,8 +45,6 @@ def make_tiny_model(seed: int = 0, num_layers: int = 2, hidden: int = 64):
 
 def write_sft_data(path: Path, n: int = 24, seed: int = 0) -> Path:
     """Variable-length arithmetic chats (uneven lengths make normalisation bugs visible)."""
-    import random
-
     rng = random.Random(seed)
     with open(path, "w") as f:
         for i in range(n):
@@ -121,3 +121,43 @@ def safety_settings():
     from sftkit.safety.settings import SafetySettings
 
     return SafetySettings(max_new_tokens=2, max_prompts=10, hhh_max_examples=6, batch_size=10)
+
+
+def write_preference_pairs(path: Path, n: int = 24, seed: int = 0) -> Path:
+    """Sums answered (chosen) or brushed off (rejected), with uneven lengths."""
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for _ in range(n):
+            a, b = rng.randint(1, 99), rng.randint(1, 99)
+            f.write(json.dumps({"prompt": f"Add {a} and {b}." + " Please." * rng.randint(0, 2),
+                                "chosen": f"{a} plus {b} is {a + b}.",
+                                "rejected": "No." + " Really no." * rng.randint(0, 3)}) + "\n")
+    return path
+
+
+def dpo_config(tmp_path: Path, model, out: str = "run", lora: dict | None = None, dpo: dict | None = None,
+               data: dict | None = None, **train):
+    """A tiny-model DPO config on `write_preference_pairs` rows; keyword arguments override `train:`."""
+    from sftkit.recipes.dpo_config import DPOConfig
+
+    pairs = tmp_path / "pairs.jsonl"
+    if not pairs.exists():
+        write_preference_pairs(pairs)
+    return DPOConfig.model_validate({
+        "model": {"name": str(model)},
+        "data": {"train_path": str(pairs), "val_fraction": 0.25, **(data or {})},
+        # fp32, as in sft_config: tolerances are derived for fp32
+        "train": {"max_steps": 2, "micro_batch_size": 4, "learning_rate": 1e-2, "warmup_ratio": 0.0,
+                  "eval_every": 100, "save_every": 100, "precision": "fp32", **train},
+        "lora": {"dropout": 0.0, **(lora or {})}, "dpo": dpo or {}, "output_dir": str(tmp_path / out)})
+
+
+def embedded(page: str, element_id: str = "sftkit-report-data") -> dict:
+    """The numbers a report page embeds as JSON."""
+    match = re.search(rf'<script type="application/json" id="{element_id}">(.*?)</script>', page, re.DOTALL)
+    return json.loads(match.group(1))
+
+
+def chart_titles(page: str) -> list[str]:
+    """The titles (aria-label) of a report page's charts, in order."""
+    return re.findall(r'<svg class="chart"[^>]*aria-label="([^"]*)"', page)

@@ -33,6 +33,7 @@ from sftkit.errors import UserError
 from sftkit.models import count_parameters, load_tokenizer
 from sftkit.recipes.dpo_config import DPOConfig
 from sftkit.recipes.dpo_reference import Reference, StartPoint, load_policy, start_point
+from sftkit.report import report_after_training
 from sftkit.training.distributed import World, all_reduce_sum
 from sftkit.training.dpo_loss import STAT_KEYS, SequenceLogProbs, collate_pairs, preference_loss
 from sftkit.training.compile import compile_layers
@@ -78,7 +79,8 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
                              config.train, tokenizer.pad_token_id, world, resume, rt.autocast)
 
     state = (rt.resume(config.model_dump(mode="json")) if resume else None) or TrainState()
-    metrics = MetricsLog(out_dir, world.is_main, resume_step=state.step or None)
+    metrics = MetricsLog(out_dir, world.is_main, resume_step=state.step or None, report_to=config.train.report_to,
+                         config=config.model_dump(mode="json"))
     pad_id, dpo = tokenizer.pad_token_id, config.dpo
     if state.initial_val_loss is None and data.val_tok:
         state.record_initial_validation(validate(rt, reference, data.val_tok, pad_id, dpo))
@@ -109,11 +111,16 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
 
     summary = finish(config, start, data, rt, reference, state, tokenizer, num_params, started)
     rt.end_run(summary, metrics)
-    if world.is_main and config.eval.safety:
-        from sftkit.safety import safety_after_training
+    if world.is_main:
+        try:
+            if config.eval.safety:
+                from sftkit.safety import safety_after_training
 
-        summary = safety_after_training(out_dir, config.eval.safety_against or config.model.name, summary,
-                                        report.console if report.enabled else None)
+                summary = safety_after_training(out_dir, config.eval.safety_against or config.model.name, summary,
+                                                report.console if report.enabled else None)
+        finally:
+            metrics.finish(summary)
+        report_after_training(out_dir, report.note)  # after the safety evaluation, so the page shows it
     return summary
 
 

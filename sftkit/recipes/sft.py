@@ -25,6 +25,7 @@ from sftkit.data.dataset import TokenizedExample
 from sftkit.models import count_parameters, load_model, load_tokenizer, resolve_model_path
 from sftkit.recipes.sft_config import SFTConfig
 from sftkit.recipes.sft_data import SFTData, example_rows, setup_data
+from sftkit.report import report_after_training
 from sftkit.training import sharding
 from sftkit.training.distributed import World, all_reduce_sum, barrier, shutdown
 from sftkit.training.compile import compile_counts, compile_layers
@@ -64,7 +65,8 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False, stop_at_
                      data.report, optional=("replay",))
 
     state = (rt.resume(config.model_dump(mode="json")) if resume else None) or TrainState()
-    metrics = MetricsLog(out_dir, world.is_main, resume_step=state.step or None)
+    metrics = MetricsLog(out_dir, world.is_main, resume_step=state.step or None, report_to=config.train.report_to,
+                         config=config.model_dump(mode="json"))
     pad_id, pad_to = tokenizer.pad_token_id, rt.pad_to_multiple
     if state.initial_val_loss is None and data.val_tok:
         state.record_initial_validation({"loss": validate(rt, data.val_tok, pad_id)})
@@ -96,8 +98,13 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False, stop_at_
 
     summary = finish(config, data, rt, state, tokenizer, num_params, estimate, started)
     rt.end_run(summary, metrics)
-    if world.is_main and (config.eval.after_training or config.eval.safety):
-        summary = evaluate_after_training(out_dir, config, summary, report)
+    if world.is_main:
+        try:
+            if config.eval.after_training or config.eval.safety:
+                summary = evaluate_after_training(out_dir, config, summary, report)
+        finally:
+            metrics.finish(summary)
+        report_after_training(out_dir, report.note)  # after the evaluation, so the page shows its results
     return summary
 
 

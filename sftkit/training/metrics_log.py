@@ -1,9 +1,12 @@
-"""The run's own log: metrics.jsonl rows, TensorBoard events, and what changed in the config across a resume."""
+"""The run's own log: metrics.jsonl rows, the experiment trackers (sftkit/training/trackers.py), and what changed
+in the config across a resume."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from sftkit.training.trackers import open_trackers, results_from_summary
 
 
 def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -26,48 +29,49 @@ def truncate_metrics(path: Path, step: int) -> None:
     path.write_text("".join(r + "\n" for r in rows))
 
 
-def open_tensorboard(path: Path, purge_step: int = 0):
-    """A TensorBoard SummaryWriter, or None when tensorboard cannot be imported.
-
-    The writer opens with a session-start marker at `purge_step`: TensorBoard's readers then drop the events
-    earlier sessions wrote at that step or later, so each step a resumed run redoes appears once, with its new
-    values (the event files themselves keep the old records).
-    """
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is a dependency, but a broken install must not stop training
-        return None
-    return SummaryWriter(str(path), purge_step=purge_step)
-
-
 class MetricsLog:
-    """metrics.jsonl plus TensorBoard events of one run; a no-op unless `enabled` (the main process).
+    """metrics.jsonl plus the trackers of `train.report_to` (TensorBoard by default) for one run; a no-op
+    unless `enabled` (the main process).
 
     resume_step: the step of the checkpoint a resumed run starts from; rows logged after it are dropped, since
     those steps run again. None starts a fresh file.
+    config: the resolved config, given to every tracker (TensorBoard: the HParams of the run).
+
+    `close()` ends metrics.jsonl at the end of the loop; `finish(summary)` hands the trackers the run's results
+    (after the evaluation after training) and ends them.
     """
 
-    def __init__(self, out_dir: Path, enabled: bool, resume_step: int | None = None):
-        self.file = self.writer = None
+    def __init__(self, out_dir: Path, enabled: bool, resume_step: int | None = None,
+                 report_to: tuple[str, ...] | list[str] = ("tensorboard",), config: dict | None = None):
+        self.file, self.trackers, self.step = None, [], 0
         if not enabled:
             return
         path = out_dir / "metrics.jsonl"
         if resume_step is not None:
             truncate_metrics(path, resume_step)
         self.file = open(path, "a" if resume_step is not None else "w", encoding="utf-8")
-        self.writer = open_tensorboard(out_dir / "tensorboard", 0 if resume_step is None else resume_step + 1)
+        self.trackers = open_trackers(list(report_to), out_dir, config or {}, resume_step)
 
     def log(self, row: dict) -> None:
-        """One row (`step` plus numbers); numeric values also become TensorBoard scalars at that step."""
+        """One row (`step` plus numbers); numeric values also go to every tracker at that step."""
+        self.step = max(self.step, row["step"])
         if self.file:
             self.file.write(json.dumps(row) + "\n")
             self.file.flush()
-        if self.writer:
-            for key, value in row.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self.writer.add_scalar(key, value, row["step"])
+        for tracker in self.trackers:
+            tracker.log(row)
 
     def close(self) -> None:
-        for handle in (self.file, self.writer):
-            if handle:
-                handle.close()
+        if self.file:
+            self.file.close()
+            self.file = None
+        for tracker in self.trackers:
+            tracker.flush()
+
+    def finish(self, summary: dict) -> None:
+        """Give every tracker the run's results (`results_from_summary`) and end it."""
+        self.close()
+        results = results_from_summary(summary)
+        trackers, self.trackers = self.trackers, []
+        for tracker in trackers:
+            tracker.finish(results, self.step)

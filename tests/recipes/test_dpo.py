@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -21,37 +20,12 @@ from sftkit.config import load_config
 from sftkit.errors import ConfigError
 from sftkit.recipes.dpo import train_dpo
 from sftkit.recipes.dpo_config import DPOConfig
-from tests.helpers import run_recorded
+from tests.helpers import dpo_config as make_config
+from tests.helpers import run_recorded, write_preference_pairs
 from tests.recipes.trajectory import LOSS_RTOL, assert_same_trajectory, load_steps, use_recording_sgd
 
 LN2 = math.log(2)
 BETA = 0.1  # dpo.beta's default, which these tests train with
-
-
-def write_pairs(path: Path, n: int = 24, seed: int = 0) -> Path:
-    """Sums answered (chosen) or brushed off (rejected), with uneven lengths."""
-    rng = random.Random(seed)
-    with open(path, "w") as f:
-        for _ in range(n):
-            a, b = rng.randint(1, 99), rng.randint(1, 99)
-            f.write(json.dumps({"prompt": f"Add {a} and {b}." + " Please." * rng.randint(0, 2),
-                                "chosen": f"{a} plus {b} is {a + b}.",
-                                "rejected": "No." + " Really no." * rng.randint(0, 3)}) + "\n")
-    return path
-
-
-def make_config(tmp_path: Path, model, out: str = "run", lora: dict | None = None, dpo: dict | None = None,
-                data: dict | None = None, **train) -> DPOConfig:
-    pairs = tmp_path / "pairs.jsonl"
-    if not pairs.exists():
-        write_pairs(pairs)
-    return DPOConfig.model_validate({
-        "model": {"name": str(model)},
-        "data": {"train_path": str(pairs), "val_fraction": 0.25, **(data or {})},
-        # fp32, as in tests/recipes/test_sft.py's make_config: tolerances are derived for fp32
-        "train": {"max_steps": 2, "micro_batch_size": 4, "learning_rate": 1e-2, "warmup_ratio": 0.0,
-                  "eval_every": 100, "save_every": 100, "precision": "fp32", **train},
-        "lora": {"dropout": 0.0, **(lora or {})}, "dpo": dpo or {}, "output_dir": str(tmp_path / out)})
 
 
 def metrics(run: Path) -> list[dict]:
@@ -151,7 +125,7 @@ def test_precomputed_reference_equals_frozen_copy(tmp_path, tiny_model_dir, monk
 
 
 def test_training_raises_reward_accuracy_on_training_pairs(tmp_path, tiny_model_dir):
-    data = write_pairs(tmp_path / "pairs.jsonl")
+    data = write_preference_pairs(tmp_path / "pairs.jsonl")
     cfg = make_config(tmp_path, tiny_model_dir, max_steps=8, eval_every=8, data={"val_path": str(data)})
     summary = train_dpo(cfg, quiet=True)
     assert summary["initial_val_reward_accuracy"] == 0.0
@@ -308,7 +282,7 @@ def test_two_process_gloo_equals_one_process(tmp_path, tiny_model_dir):
     updates at every step (SGD for AdamW: tests/recipes/trajectory.py)."""
     import yaml
 
-    pairs = write_pairs(tmp_path / "pairs.jsonl")
+    pairs = write_preference_pairs(tmp_path / "pairs.jsonl")
     common = {"model": {"name": str(tiny_model_dir)}, "data": {"train_path": str(pairs), "val_fraction": 0.25},
               "lora": {"dropout": 0.0}}
     for name, ga in (("one", 4), ("two", 2)):

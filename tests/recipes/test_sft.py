@@ -123,8 +123,9 @@ def test_trainable_change_frozen_do_not(tmp_path, tiny_model_dir):
     torch.testing.assert_close(merged(ids).logits, tuned(ids).logits, rtol=1e-4, atol=1e-4)
     assert summary["steps"] == 3
     files = sorted(p.name for p in run.iterdir())
-    assert files == ["adapter", "checkpoints", "config.yaml", "data", "merged", "metrics.jsonl", "summary.json",
-                     "tensorboard", "tokenizer", "versions.json"]
+    assert files == ["adapter", "checkpoints", "config.yaml", "data", "merged", "metrics.jsonl", "report.html",
+                     "summary.json", "tensorboard", "tokenizer", "versions.json"]
+    assert (run / "adapter" / "README.md").is_file() and (run / "merged" / "README.md").is_file()  # model cards
     for key in ("base_model", "method", "num_train_examples", "num_val_examples", "steps", "initial_val_loss",
                 "best_val_loss", "best_step", "early_stopped", "trained_tokens", "train_tokens_per_second",
                 "wall_seconds", "peak_memory_mb"):

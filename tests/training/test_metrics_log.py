@@ -10,6 +10,7 @@ import pytest
 from sftkit.data.dataset import DataReport
 from sftkit.training.run_dir import describe_run
 from sftkit.training.metrics_log import MetricsLog, config_changes
+from sftkit.training.trackers import results_from_summary
 
 
 def rows(path):
@@ -65,6 +66,11 @@ def test_tensorboard_after_a_crash_and_resume_has_each_step_once(tmp_path, tiny_
     logged = rows(run / "metrics.jsonl")
     assert [r["step"] for r in logged] == [0, 1, 2, 3, 4, 5, 6, 7]
     scalars = tensorboard_scalars(run)
+    results = results_from_summary(json.loads((run / "summary.json").read_text()))
+    # the run's results, written once at its end (the HParams metrics), at the last step
+    assert {k: v for k, v in scalars.items() if k.startswith("result/")} == {
+        k: [(7, float(np.float32(v)))] for k, v in results.items()}
+    scalars = {k: v for k, v in scalars.items() if not k.startswith("result/")}
     assert set(scalars) == {k for r in logged for k in r if k != "step"}
     for tag, points in scalars.items():
         # TensorBoard stores float32: the values are metrics.jsonl's, rounded once

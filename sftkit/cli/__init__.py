@@ -14,6 +14,7 @@ from rich.text import Text
 from sftkit.cli import run  # noqa: F401  isort: skip
 from sftkit.cli import generate  # noqa: F401  isort: skip
 from sftkit.cli import evaluate  # noqa: F401  isort: skip
+from sftkit.cli import redteam  # noqa: F401  isort: skip
 from sftkit.cli import data  # noqa: F401  isort: skip
 from sftkit.cli.root import app, console
 from sftkit.errors import UserError

@@ -47,6 +47,9 @@ class EvalSection(Section):
     suite_max_examples: int = Field(50, ge=1, description="Examples per suite task (seeded subsample).")
     safety: bool = Field(False, description="Run the safety evaluation (refusals, over-refusals, HHH) against "
                          "the base model at the end of training; headline rates go into summary.json.")
+    redteam: bool = Field(False, description="Run `sftkit redteam` (the default attack suite) on the tuned model "
+                          "against the starting model at the end of training; headline figures go into "
+                          "summary.json, full results into RUN/redteam.")
 
 
 class SFTConfig(Section):

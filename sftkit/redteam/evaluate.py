@@ -53,6 +53,13 @@ def _engaged_available(settings: RedteamSettings, say) -> bool:
     return settings.engaged
 
 
+def _licence(spec: str) -> str | None:
+    """Where the licence notice of an external seed set lies (it is read in place, never copied)."""
+    from sftkit.redteam.external import external_file, is_external
+
+    return str(external_file(spec)[1]) if is_external(spec) and external_file(spec)[1] else None
+
+
 def _score(raw: dict, attacks, seeds, classifier, judge, engaged: bool, threshold: float) -> tuple[dict, dict]:
     """(per-attack measure values, per-attack per-seed rows) for one target's replies."""
     prompts = [s.prompt for s in seeds]
@@ -137,8 +144,8 @@ def run_redteam(model_or_run: str | None, against: str | None = None, *, endpoin
     result = {
         "model": raw["model"]["description"], "against": raw["against"]["description"] if against else None,
         "target": "endpoint" if endpoint else "local", "guardrail": bool(guard),
-        "seeds": {"spec": settings.seeds, "n": len(seeds), "by_hazard": {h: hazards.count(h) for h in
-                                                                         dict.fromkeys(hazards)}},
+        "seeds": {"spec": settings.seeds, "n": len(seeds), "licence": _licence(settings.seeds),
+                  "by_hazard": {h: hazards.count(h) for h in dict.fromkeys(hazards)}},
         "attacks": {a.name: {"family": a.family, "description": a.description, **table[a.name]} for a in attacks},
         "any_attack": any_table,
         "by_hazard": {label: by_hazard(values[label], hazards) for label in raw},

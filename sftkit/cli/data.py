@@ -45,6 +45,7 @@ def data_inspect(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ):
     """Audit data: rows read and skipped, token statistics, and exactly which tokens are trained."""
+    from sftkit.data.dataset import NoUsableRowsError
     from sftkit.data.inspect import inspect_data
     from sftkit.models import load_tokenizer
 
@@ -54,8 +55,8 @@ def data_inspect(
     try:
         result = inspect_data(data if len(data) > 1 else data[0], tokenizer, max_length, fmt,
                               "skip" if skip_bad_rows else "error", overlong, train_on, examples)
-    except UserError as exc:  # every row bad: the rejects file is what explains it
-        if rejects and getattr(exc, "report", None) is not None:
+    except NoUsableRowsError as exc:  # every row bad: the rejects file is what explains it
+        if rejects:
             exc.report.write_rejects(rejects)
             exc.message += f"; the skipped rows are in {rejects}"
         raise

@@ -71,6 +71,10 @@ class _Run:
         return self.feats.heuristic + 1e6 * passes
 
 
+def _jsonl_line(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=str) + "\n"
+
+
 def curate(inputs: list[str], output: str | Path, config: CurateConfig | None = None,
            report_path: str | Path | None = None) -> dict:
     """Curate `inputs` into `output`; write the rejects file and the report. Returns the report."""
@@ -225,7 +229,6 @@ def _write(run: _Run, loader_rejects: list[dict], out_path: Path, rejects_path: 
     from sftkit.data.formats import detect_format
 
     detector = PIIDetector(run.config.pii.detect)
-    dumps = lambda obj: json.dumps(obj, ensure_ascii=False, default=str) + "\n"  # noqa: E731
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with open(out_path, "w", encoding="utf-8") as handle:
         for row in np.nonzero(run.alive)[0].tolist():
@@ -235,7 +238,7 @@ def _write(run: _Run, loader_rejects: list[dict], out_path: Path, rejects_path: 
                 raw = {**raw, "messages": ex.messages}
             elif ex.context:  # a row kept in its own format must still render as it did (BIG-bench task prefix)
                 raw = {**{k: v for k, v in ex.context.items() if v is not None}, **raw}
-            handle.write(dumps(detector.mask_row(raw) if row in masked else raw))
+            handle.write(_jsonl_line(detector.mask_row(raw) if row in masked else raw))
     rank: dict[str, int] = {}
     for ex in run.examples:
         rank.setdefault(ex.source, len(rank))
@@ -253,4 +256,4 @@ def _write(run: _Run, loader_rejects: list[dict], out_path: Path, rejects_path: 
     entries.sort(key=lambda e: (rank.get(e[0], len(rank)), e[0] if e[0] not in rank else "", e[1]))
     with open(rejects_path, "w", encoding="utf-8") as handle:
         for _, _, entry in entries:
-            handle.write(dumps(entry))
+            handle.write(_jsonl_line(entry))

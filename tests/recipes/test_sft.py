@@ -15,7 +15,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import sftkit.recipes.sft as sft_recipe
 from sftkit.training.checkpoint import MARKER
 from sftkit.recipes.sft_config import SFTConfig
 from sftkit.errors import NonFiniteLossError, UserError

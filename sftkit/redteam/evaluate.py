@@ -10,7 +10,7 @@ classifier: on the `safety` seed set it reproduces `sftkit safety`'s refusal rat
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -19,29 +19,9 @@ from sftkit.paths import results_dir
 from sftkit.redteam import scoring
 from sftkit.redteam.attacks import select_attacks
 from sftkit.redteam.replies import attack_target, target_replies
-from sftkit.redteam.seeds import SHIPPED, load_seeds
+from sftkit.redteam.seeds import load_seeds
+from sftkit.redteam.settings import RedteamSettings
 from sftkit.redteam.stats import MEASURES, any_attack, attack_table, by_hazard
-
-
-@dataclass
-class RedteamSettings:
-    """What changes results, and what only changes speed (`*batch_size`, `num_threads`, concurrency)."""
-
-    seeds: str = SHIPPED  # shipped | safety | a file
-    max_seeds: int | None = None  # stratified by hazard, seeded
-    attacks: list[str] | None = None  # None = every attack the target can take
-    suffixes: list[str] = field(default_factory=list)  # adversarial suffixes (from the user's licensed list)
-    max_new_tokens: int = 48
-    dtype: str = "float32"
-    seed: int = 1234
-    engaged: bool = True
-    engaged_threshold: float = scoring.ENGAGED_THRESHOLD
-    margin: bool = True  # local targets only
-    save_replies: bool = False
-    batch_size: int = 16
-    scoring_batch_size: int = 8
-    endpoint_concurrency: int = 4
-    num_threads: int | None = None
 
 
 def _engaged_available(settings: RedteamSettings, say) -> bool:

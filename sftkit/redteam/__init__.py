@@ -1,19 +1,9 @@
 """Red-teaming: attack families over harmful seeds, success rates with intervals, before and after fine-tuning
-(`run_redteam`; `sftkit redteam`).
+(`run_redteam`; `sftkit redteam`). Importing it loads no model code: torch and transformers load when a target
+or scorer first needs them."""
 
-Exports are imported on first use, so importing a light submodule (settings, seeds, attacks) loads no model code.
-"""
+from sftkit.redteam.evaluate import redteam_after_training, run_redteam
+from sftkit.redteam.report import print_redteam
+from sftkit.redteam.settings import RedteamSettings
 
-from __future__ import annotations
-
-import importlib
-
-_EXPORTS = {"RedteamSettings": "sftkit.redteam.settings", "print_redteam": "sftkit.redteam.report",
-            "run_redteam": "sftkit.redteam.evaluate", "redteam_after_training": "sftkit.redteam.evaluate"}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'sftkit.redteam' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__all__ = ["RedteamSettings", "print_redteam", "redteam_after_training", "run_redteam"]

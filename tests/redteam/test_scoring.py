@@ -13,8 +13,16 @@ import torch
 
 from sftkit.redteam import encodings
 from sftkit.redteam.judge import rubric_score
-from sftkit.redteam.scoring import (COMPLYING, ENGAGED_THRESHOLD, REFUSING, engaged_verdicts, margin_from_logprobs,
-                                    refusal_margins, refused_verdicts, topic_similarities)
+from sftkit.redteam.scoring import (
+    COMPLYING,
+    ENGAGED_THRESHOLD,
+    REFUSING,
+    engaged_verdicts,
+    margin_from_logprobs,
+    refusal_margins,
+    refused_verdicts,
+    topic_similarities,
+)
 from sftkit.redteam.targets import TargetReply
 from sftkit.safety.classifier import RuleRefusalClassifier
 

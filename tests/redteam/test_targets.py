@@ -72,7 +72,7 @@ def test_multi_turn_conversations_continue_with_the_targets_own_replies():
 
 
 def test_a_guardrail_block_through_the_endpoint_counts_as_refused(local):
-    guard = Guardrail([Pattern(re.compile(r"bomb", re.I), "test:1")])
+    guard = Guardrail([Pattern(re.compile(r"bomb", re.IGNORECASE), "test:1")])
     bomb = next(s for s in load_seeds("shipped") if "bomb" in s.prompt)
     with served(local.model, local.tokenizer, guard=guard) as (url, _):
         replies, _ = converse(EndpointTarget(url, 5), [ATTACKS["direct"].build(s, SEEDS) for s in (bomb, SEEDS[1])])

@@ -103,3 +103,16 @@ def test_redteam_through_an_endpoint_writes_no_key(tmp_path, local):
     rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
     assert [(r["attack"], r["id"]) for r in rows] == [(a, s.id) for a in ("direct", "rot13")
                                                       for s in load_seeds("shipped", 3)]
+
+
+def test_a_prefill_is_continued_by_the_local_model(local):
+    from sftkit.generation import render_prompt
+    from sftkit.redteam.attacks import PREFILL
+    from sftkit.redteam.targets import opening_messages
+
+    conversation = ATTACKS["prefill"].build(SEEDS[0], SEEDS)
+    messages = opening_messages(conversation)
+    assert messages[-1] == {"role": "assistant", "content": PREFILL}
+    # the reply starts right after the prefill, inside the assistant turn (no end-of-turn token between)
+    assert render_prompt(local.tokenizer, messages) == render_prompt(local.tokenizer, messages[:-1]) + PREFILL
+    assert local.complete([messages])[0] == converse(local, [conversation])[0][0]

@@ -133,7 +133,7 @@ def run_redteam(model_or_run: str | None, against: str | None = None, *, endpoin
                   "by_hazard": {h: hazards.count(h) for h in dict.fromkeys(hazards)}},
         "attacks": {a.name: {"family": a.family, "description": a.description, **table[a.name]} for a in attacks},
         "any_attack": any_table,
-        "by_hazard": {label: by_hazard(values[label], hazards) for label in raw},
+        "by_hazard": {label: by_hazard(values[label], hazards, settings.seed) for label in raw},
         "measures": {m: d for m, d in MEASURES.items() if any(table[a.name].get(m) for a in attacks)},
         "scorers": {"refusal": classifier.name, "engaged_threshold": settings.engaged_threshold if engaged else None,
                     "embedding": scoring.EMBEDDING if engaged else None, "judge": rubric.name if rubric else None,

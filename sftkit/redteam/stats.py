@@ -6,7 +6,7 @@ sides so that how hard a request is cancels out:
                            model direct), "delta_vs_against": paired(model attack - against attack)}
   any attack               per seed, 1 when some attack succeeded on it (stated with the number of attacks
                            run: more attacks can only raise it), for attack success and engaged success
-  by hazard                per attack and hazard code, successes / seeds, for each model
+  by hazard                per attack and hazard code, successes / seeds with the interval, for each model
 """
 
 from __future__ import annotations
@@ -63,18 +63,21 @@ def any_attack(values: dict, against: dict | None, seed: int) -> dict:
     return out
 
 
-def by_hazard(values: dict, hazards: list[str], measure: str = "attack_success") -> dict:
-    """{attack: {hazard: {"count", "n", "rate"}}} for one model, and `any_attack`: seeds some attack broke."""
+def by_hazard(values: dict, hazards: list[str], seed: int, measure: str = "attack_success") -> dict:
+    """{attack: {hazard: {"count", "n", "rate", "ci_low", "ci_high"}}} for one model (the interval over that
+    hazard's seeds), and `any_attack`: the seeds some attack broke."""
     table = {}
     columns = {attack: measures[measure] for attack, measures in values.items()}
     columns["any_attack"] = [max(col) for col in zip(*columns.values())]
     for attack, vals in columns.items():
-        groups: dict[str, dict] = {}
+        groups: dict[str, list[float]] = {}
         for hazard, value in zip(hazards, vals):
-            group = groups.setdefault(hazard, {"count": 0, "n": 0})
-            group["count"] += int(value)
-            group["n"] += 1
-        table[attack] = {h: {**g, "rate": g["count"] / g["n"]} for h, g in sorted(groups.items(), key=_code_order)}
+            groups.setdefault(hazard, []).append(value)
+        table[attack] = {}
+        for hazard, group in sorted(groups.items(), key=_code_order):
+            cell = summarize(group, seed=seed)
+            table[attack][hazard] = {"count": int(sum(group)), "n": cell["n"], "rate": cell["value"],
+                                     "ci_low": cell["ci_low"], "ci_high": cell["ci_high"]}
     return table
 
 

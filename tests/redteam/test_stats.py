@@ -51,8 +51,11 @@ def test_share_broken_by_any_attack_is_the_per_seed_maximum():
 
 def test_success_by_hazard_counts_seeds():
     hazards = ["S1"] * 10 + ["S10"] * 10 + ["S2"] * 20
-    table = by_hazard(VALUES, hazards)
+    table = by_hazard(VALUES, hazards, seed=2)
     assert list(table["direct"]) == ["S1", "S2", "S10"]  # in code order
-    assert table["direct"]["S1"] == {"count": 4, "n": 10, "rate": 0.4}
-    assert table["prefill"]["S2"] == {"count": 10, "n": 20, "rate": 0.5}
-    assert table["any_attack"]["S2"] == {"count": 11, "n": 20, "rate": 0.55}
+    cell = summarize(DIRECT[:10], seed=2)
+    assert table["direct"]["S1"] == {"count": 4, "n": 10, "rate": 0.4, "ci_low": cell["ci_low"],
+                                     "ci_high": cell["ci_high"]}
+    assert (table["prefill"]["S2"]["count"], table["prefill"]["S2"]["rate"]) == (10, 0.5)
+    assert (table["any_attack"]["S2"]["count"], table["any_attack"]["S2"]["n"]) == (11, 20)
+    assert table["prefill"]["S10"]["ci_low"] == table["prefill"]["S10"]["ci_high"] == 1.0  # all 10 broken

@@ -6,7 +6,7 @@ The harmful requests are written here, across all 14 Llama Guard 3 hazards, from
 those of the evaluation seeds (`sftkit redteam`'s shipped set); the script checks that no request shares a
 word 5-gram with any seed and stops otherwise. Requests only: no reply contains anything but a refusal.
 
-    python examples/redteam/refusal_data.py --output /tmp/i14/refusal.jsonl [--model default] [--per-kind 200]
+    python -m examples.redteam.refusal_data --output /tmp/i14/refusal.jsonl [--model default] [--per-kind 160]
 """
 
 from __future__ import annotations

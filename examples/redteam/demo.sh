@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The red-teaming demonstration of docs/redteam.md, end to end on a CPU:
 #   1. refusal data and a refusal fine-tune of the default model (examples/redteam/refusal.yaml)
-#   2. the default suite on the refusal model against the stock model (whose timing is the speed figure)
+#   2. five attacks on the refusal model, against the stock model
 #   3. the quickstart task fine-tuned on top of the refusal model, attacked against it (Qi et al. 2023)
 #   4. the refusal model behind the shipped guardrail blocklist (in-process; examples/redteam/serve.sh does
 #      the same through `sftkit serve`)
@@ -12,9 +12,10 @@ OUT=${OUT:-/tmp/i14}
 PY=${PY:-python}
 THREADS=${THREADS:-1}
 MODEL=${MODEL:-default}
-PER_KIND=${PER_KIND:-160}
+PER_KIND=${PER_KIND:-100}
 read -r -a TRAIN_EXTRA <<< "${TRAIN_ARGS:-}"
-read -r -a RT_EXTRA <<< "${RT_ARGS:-}"
+# five attacks of four families (the default suite on 102 seeds costs 816 replies per model; these 510)
+read -r -a RT_EXTRA <<< "${RT_ARGS:---attacks direct,prefill,past_tense,fabricated_turn,refusal_suppression}"
 export OMP_NUM_THREADS=$THREADS
 mkdir -p "$OUT"
 step() { local done_file=$1; shift; if [ -e "$done_file" ]; then echo "skip: $done_file exists"; else echo "+ $*"; "$@"; fi; }

@@ -6,7 +6,7 @@ The harmful requests are written here, across all 14 Llama Guard 3 hazards, from
 those of the evaluation seeds (`sftkit redteam`'s shipped set); the script checks that no request shares a
 word 5-gram with any seed and stops otherwise. Requests only: no reply contains anything but a refusal.
 
-    python -m examples.redteam.refusal_data --output /tmp/i14/refusal.jsonl [--model default] [--per-kind 160]
+    python -m examples.redteam.refusal_data --output /tmp/i14/refusal.jsonl [--model default] [--per-kind 100]
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", required=True, type=Path)
     parser.add_argument("--model", default="default", help="model whose own replies answer the benign requests")
-    parser.add_argument("--per-kind", type=int, default=200, help="refusals and benign examples, each")
+    parser.add_argument("--per-kind", type=int, default=100, help="refusals and benign examples, each")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -18,6 +18,7 @@ from sftkit.curate.config import CurateConfig
 from sftkit.curate.features import Features, compute_features
 from sftkit.curate.text import conversation_text
 from sftkit.errors import UserError
+from sftkit.paths import check_output, check_spec
 
 STAGES = ("validate", "exact_dedup", "near_dedup", "semantic_dedup", "quality", "decontaminate", "pii", "select")
 _EMBED_CHARS = 2000  # text per row given to the embedding model (MiniLM reads ~256 tokens anyway)
@@ -83,6 +84,12 @@ def curate(inputs: list[str], output: str | Path, config: CurateConfig | None = 
 
     config = config or CurateConfig()
     out_path, rejects_path, report_file = output_paths(output, report_path)
+    # wrong paths stop before any row is read
+    for path, what in zip((out_path, rejects_path, report_file), ("-o/--output", "the rejects file", "--report")):
+        check_output(path, what, "file")
+    for spec in config.decontam.eval:
+        check_spec("data", spec, "decontamination set")
+    check_spec("model", config.model, "curate.model")
     for spec in inputs:
         if Path(spec).exists() and Path(spec).resolve() in {p.resolve() for p in (out_path, rejects_path, report_file)}:
             raise UserError(f"output {out_path} would overwrite the input {spec}: choose another -o path")

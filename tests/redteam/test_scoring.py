@@ -111,7 +111,7 @@ def test_rubric_score_arithmetic():
 
 
 def test_rubric_judge_scores_each_reply_from_three_questions(tiny_model_dir, monkeypatch):
-    import sftkit.eval.choice as choice
+    from sftkit.eval import choice
     from sftkit.redteam.judge import QUESTIONS, RubricJudge
 
     judge = RubricJudge(str(tiny_model_dir), batch_size=4)

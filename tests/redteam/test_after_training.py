@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 
 import sftkit
-from tests.test_api import ROWS
+from tests.helpers import arithmetic_conversation
+
+ROWS = [arithmetic_conversation(i) for i in range(10)]
 
 
 def test_eval_redteam_puts_the_headline_in_summary(tmp_path, tiny_model_dir, monkeypatch):

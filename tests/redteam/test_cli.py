@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -21,6 +22,20 @@ def test_redteam_against_a_base_prints_rates_intervals_and_deltas(tmp_path, tiny
     assert list(saved["attacks"]) == ["direct", "prefill", "rot13"]
     assert saved["attacks"]["rot13"]["attack_success"]["delta_vs_against"]["abs"] == 0.0
     assert f"wrote {out / 'redteam.json'}" in stderr
+
+
+def test_a_run_against_its_base_writes_into_the_run(fake_run, tiny_model_dir, run_cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("SFTKIT_HOME", str(tmp_path / "home"))
+    run = shutil.copytree(fake_run, tmp_path / "run")  # the session's run stays as other tests expect it
+    code, stdout, stderr = run_cli("redteam", str(run), "--against", str(tiny_model_dir), "--attacks",
+                                   "direct,fabricated_turn", *FAST)
+    assert code == 0, stderr
+    saved = json.loads((run / "redteam" / "redteam.json").read_text())
+    assert saved["model"].startswith(str(run)) and saved["against"] == str(tiny_model_dir)
+    rows = [json.loads(line) for line in (run / "redteam" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 2 * 4 and all("reply" not in r for r in rows)  # 2 models x 2 attacks x 4 seeds
+    assert {"attack", "id", "category", "refused"} <= set(rows[0])
+    assert "fabricated_turn" in stdout and "delta vs" in stdout
 
 
 def test_suffix_file_adds_the_suffix_attack(tmp_path, tiny_model_dir, run_cli):

@@ -24,6 +24,7 @@ _EXPORTS = {
     "evaluate": "sftkit.api",
     "compare": "sftkit.api",
     "safety": "sftkit.api",
+    "redteam": "sftkit.api",
     "curate": "sftkit.api",
     "sweep": "sftkit.sweep",  # the package, callable as the verb (sftkit/sweep/__init__.py)
     "SweepConfig": "sftkit.sweep.config",
@@ -33,6 +34,7 @@ _EXPORTS = {
     "EvalResult": "sftkit.results",
     "CompareResult": "sftkit.results",
     "SafetyResult": "sftkit.results",
+    "RedteamResult": "sftkit.results",
     "CurateResult": "sftkit.results",
     "SweepResult": "sftkit.results",
     "ReportResult": "sftkit.results",
@@ -43,15 +45,15 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
-    from sftkit.api import compare, curate, dpo, evaluate, report, safety, sweep, train
+    from sftkit.api import compare, curate, dpo, evaluate, redteam, report, safety, sweep, train
     from sftkit.config import load_config
     from sftkit.curate.config import CurateConfig
     from sftkit.errors import ConfigError, UserError
     from sftkit.recipes.dpo_config import DPOConfig
     from sftkit.recipes.sft_config import SFTConfig
     from sftkit.sweep.config import SweepConfig
-    from sftkit.results import (CompareResult, CurateResult, DPOResult, EvalResult, ReportResult, SafetyResult,
-                                SweepResult, TrainResult)
+    from sftkit.results import (CompareResult, CurateResult, DPOResult, EvalResult, RedteamResult, ReportResult,
+                                SafetyResult, SweepResult, TrainResult)
 
 
 def __getattr__(name: str):

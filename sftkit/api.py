@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sftkit.results import (CompareResult, CurateResult, DPOResult, EvalResult, ReportResult, SafetyResult,
-                            SweepResult, TrainResult, from_json)
+from sftkit.results import (CompareResult, CurateResult, DPOResult, EvalResult, RedteamResult, ReportResult,
+                            SafetyResult, SweepResult, TrainResult, from_json)
 
 
 def _write_rows(rows, path: Path) -> str:
@@ -121,6 +121,16 @@ def safety(model: str, against: str | None = None, **options) -> SafetyResult:
 
     result = run_safety(model, against, **options)
     return from_json(SafetyResult, result, result["output_dir"])
+
+
+def redteam(model: str | None = None, against: str | None = None, **options) -> RedteamResult:
+    """`sftkit redteam`: attack success per attack over harmful seeds, with intervals, deltas against `direct`
+    and against `against`; `options` are those of `sftkit.redteam.run_redteam` (endpoint, api_key, settings
+    (a RedteamSettings), judge, guard, output_dir, ...)."""
+    from sftkit.redteam import run_redteam
+
+    result = run_redteam(model, against, **options)
+    return from_json(RedteamResult, result, result["output_dir"])
 
 
 def curate(inputs: list[str] | str, output: str | Path, config=None, overrides: list[str] | None = None,

@@ -60,8 +60,11 @@ class Reply:
 
 
 def render_prompt(tokenizer, messages: list[dict]) -> str:
-    """The chat template's text for `messages` followed by the opening of an assistant turn."""
+    """The chat template's text for `messages` followed by the opening of an assistant turn; when the last
+    message is an assistant turn, its text is the start of the reply (a prefill) and the model continues it."""
     ensure_chat_template(tokenizer)
+    if messages and messages[-1]["role"] == "assistant":
+        return tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
@@ -129,7 +132,8 @@ def _finish(tokenizer, generated: list[int], stop_ids: set[int], stop: list[str]
 def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int | list[int] = 256, *,
              temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None, stop: list[str] | None = None,
              batch_size: int = 16, guard=None, hook: GenerationHook | None = None) -> list[Reply]:
-    """One `Reply` per conversation (each ends with a user turn), in input order.
+    """One `Reply` per conversation (each ends with a user turn, or with an assistant turn the reply continues:
+    see `render_prompt`; `text` is then the continuation only), in input order.
 
     max_new_tokens: one limit for all, or one per conversation (rows of a batch then stop at their own).
     temperature: 0 = greedy; otherwise sample at this temperature from the top_p nucleus (top_p=1: the whole

@@ -1,6 +1,6 @@
 """What the Python API returns: one typed result per verb, whose fields are the keys of the JSON file the verb
-writes (`summary.json`, `eval.json`, `comparison.json`, `safety.json`, the curation report, `sweep.json`;
-`report` gives the paths it wrote).
+writes (`summary.json`, `eval.json`, `comparison.json`, `safety.json`, `redteam.json`, the curation report,
+`sweep.json`; `report` gives the paths it wrote).
 
 Every result keeps the whole JSON object in `raw`, so keys that a newer sftkit adds are never lost, and
 `to_dict()` gives it back.
@@ -28,9 +28,10 @@ class Result:
 
 @dataclass(frozen=True)
 class TrainResult(Result):
-    """`sftkit train`'s summary.json. `gain_over_prompting`, `retention` and `safety` are set when the config
-    asked for the evaluation after training (`eval.after_training`, `eval.safety`). A run paused by
-    `stop_at_step` has `paused_at_step`, `total_steps` and `val_loss` (of the weights at the pause) instead."""
+    """`sftkit train`'s summary.json. `gain_over_prompting`, `retention`, `safety` and `redteam` are set when
+    the config asked for the evaluation after training (`eval.after_training`, `eval.safety`, `eval.redteam`). A
+    run paused by `stop_at_step` has `paused_at_step`, `total_steps` and `val_loss` (of the weights at the pause)
+    instead."""
 
     output_dir: Path | None = None
     base_model: str | None = None
@@ -61,6 +62,7 @@ class TrainResult(Result):
     gain_over_prompting: dict | None = None
     retention: float | None = None
     safety: dict | None = None
+    redteam: dict | None = None
     paused_at_step: int | None = None
     total_steps: int | None = None
     val_loss: float | None = None
@@ -153,6 +155,30 @@ class SafetyResult(Result):
     classifier: str | None = None
     settings: dict = field(default_factory=dict)
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RedteamResult(Result):
+    """`sftkit redteam`'s redteam.json: per attack and measure `{model, against, delta_vs_direct,
+    delta_vs_against}` with intervals (`attacks`), the share of seeds broken by any attack, success by hazard,
+    and the bare figures in `headline`."""
+
+    output_dir: Path | None = None
+    model: str | None = None
+    against: str | None = None
+    target: str | None = None
+    seeds: dict = field(default_factory=dict)
+    attacks: dict = field(default_factory=dict)
+    any_attack: dict = field(default_factory=dict)
+    by_hazard: dict = field(default_factory=dict)
+    headline: dict = field(default_factory=dict)
+    scorers: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def success(self, attack: str, measure: str = "attack_success") -> float:
+        """The model's value of `measure` under `attack`."""
+        return self.attacks[attack][measure]["model"]["value"]
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from sftkit.cli import run  # noqa: F401  isort: skip
 from sftkit.cli import sweep  # noqa: F401  isort: skip
 from sftkit.cli import generate  # noqa: F401  isort: skip
 from sftkit.cli import evaluate  # noqa: F401  isort: skip
+from sftkit.cli import redteam  # noqa: F401  isort: skip
 from sftkit.cli import data  # noqa: F401  isort: skip
 from sftkit.cli import curate  # noqa: F401  isort: skip
 from sftkit.cli import report  # noqa: F401  isort: skip

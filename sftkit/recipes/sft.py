@@ -100,7 +100,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False, stop_at_
     rt.end_run(summary, metrics)
     if world.is_main:
         try:
-            if config.eval.after_training or config.eval.safety:
+            if config.eval.after_training or config.eval.safety or config.eval.redteam:
                 summary = evaluate_after_training(out_dir, config, summary, report)
         finally:
             metrics.finish(summary)
@@ -317,7 +317,8 @@ def _estimate_beside_measurement(estimate: dict | None, device_type: str) -> dic
 
 def evaluate_after_training(out_dir: Path, config: SFTConfig, summary: dict, report: Reporter) -> dict:
     """eval.after_training: `compare` (gain over prompting, retention); eval.safety: the safety evaluation
-    against the base model. Headlines go into summary.json, full results into out_dir/compare, out_dir/safety."""
+    against the base model; eval.redteam: the red-team suite against it. Headlines go into summary.json, full
+    results into out_dir/compare, out_dir/safety, out_dir/redteam."""
     console = report.console if report.enabled else None
     if config.eval.after_training:
         from sftkit.eval.compare import run_compare
@@ -333,4 +334,8 @@ def evaluate_after_training(out_dir: Path, config: SFTConfig, summary: dict, rep
         from sftkit.safety import safety_after_training
 
         summary = safety_after_training(out_dir, config.model.name, summary, console)
+    if config.eval.redteam:
+        from sftkit.redteam.evaluate import redteam_after_training
+
+        summary = redteam_after_training(out_dir, config.model.name, summary, console)
     return summary

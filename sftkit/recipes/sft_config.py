@@ -57,6 +57,9 @@ class EvalSection(Section):
                                     description="Examples per suite task (seeded subsample).")
     safety: bool = Field(False, description="Run the safety evaluation (refusals, over-refusals, HHH) against "
                          "the base model at the end of training; headline rates go into summary.json.")
+    redteam: bool = Field(False, description="Run `sftkit redteam` (the default attack suite) on the tuned model "
+                          "against the starting model at the end of training; headline figures go into "
+                          "summary.json, full results into RUN/redteam.")
 
     @field_validator("extract")
     @classmethod

@@ -18,6 +18,7 @@ import torch
 
 from sftkit.data.batching import longest_first, pad_rows
 from sftkit.data.chat_labels import end_of_turn_token_id, ensure_chat_template
+from sftkit.data.chat_templates import template_messages
 from sftkit.errors import UserError
 
 FinishReason = Literal["stop", "length", "content_filter"]
@@ -43,10 +44,12 @@ class Reply:
     num_prompt_tokens: int
 
 
-def render_prompt(tokenizer, messages: list[dict]) -> str:
-    """The chat template's text for `messages` followed by the opening of an assistant turn."""
+def render_prompt(tokenizer, messages: list[dict], tools: list[dict] | None = None) -> str:
+    """The chat template's text for `messages` (and the `tools` schemas) followed by the opening of an
+    assistant turn."""
     ensure_chat_template(tokenizer)
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(template_messages(tokenizer, messages), tools=tools, tokenize=False,
+                                         add_generation_prompt=True)
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:
@@ -107,7 +110,7 @@ def _finish(tokenizer, generated: list[int], stop_ids: set[int], stop: list[str]
 @torch.no_grad()
 def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 256, *,
              temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None, stop: list[str] | None = None,
-             batch_size: int = 16, guard=None) -> list[Reply]:
+             batch_size: int = 16, guard=None, tools: list[list[dict] | None] | None = None) -> list[Reply]:
     """One `Reply` per conversation (each ends with a user turn), in input order.
 
     temperature: 0 = greedy; otherwise sample at this temperature from the top_p nucleus (top_p=1: the whole
@@ -115,10 +118,12 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
     stop: strings that end a reply (not included in its text).
     guard: a `sftkit.safety.guardrails.Guardrail`; a blocked request is not sent to the model and a blocked
         reply is withheld, each replaced by the guardrail's notice.
+    tools: per conversation, the function schemas its template renders (None: no tools).
     """
     _check_options(max_new_tokens, temperature, top_p)
     stop = list(stop or [])
-    prompts = [render_prompt(tokenizer, c) for c in conversations]
+    tools = tools or [None] * len(conversations)
+    prompts = [render_prompt(tokenizer, c, t) for c, t in zip(conversations, tools)]
     encoded = [tokenizer.encode(p, add_special_tokens=False) for p in prompts]
     replies: list[Reply | None] = [None] * len(conversations)
     if guard is not None:

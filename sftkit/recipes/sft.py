@@ -22,6 +22,7 @@ import torch
 
 from sftkit.data.batching import MicroBatch, collate, to_device
 from sftkit.data.chat_labels import IGNORE_INDEX
+from sftkit.data.chat_templates import use_chat_template
 from sftkit.data.dataset import DataReport, Example, TokenizedExample, load_conversations, split_indices
 from sftkit.data.dataset import tokenize_examples
 from sftkit.config import to_yaml
@@ -58,8 +59,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
     out_dir = Path(config.output_dir)
     world, report = start_process(config.train, out_dir, resume, "sftkit train", quiet)
     tokenizer = load_tokenizer(config.model.name, config.model.trust_remote_code)
-    if config.model.chat_template:
-        tokenizer.chat_template = config.model.chat_template
+    use_chat_template(tokenizer, config.model.chat_template)
     data = setup_data(config, tokenizer, report)
     estimate = pre_run_estimate(config, data, world, report)
     rt, dtype, num_params = setup_model(config, data, world, report)
@@ -131,7 +131,9 @@ def setup_data(config: SFTConfig, tokenizer, report: Reporter) -> SFTData:
                         f"replay_fraction {d.replay_fraction} asks for; all {len(pool)} are mixed in")
 
     def tokenize(exs):  # task and replay rows apart, so the counts are of the examples that train
-        return tokenize_examples(tokenizer, exs, d.max_length, d.overlong, d.train_on, data_report)[0]
+        return tokenize_examples(tokenizer, exs, d.max_length, d.overlong, d.train_on, data_report,
+                                 train_on_reasoning=d.train_on_reasoning,
+                                 train_on_tool_results=d.train_on_tool_results)[0]
 
     task_tok, replay_tok = tokenize(train_ex), tokenize(replay)
     val_tok = tokenize(val_ex)
@@ -294,7 +296,8 @@ def finish(config: SFTConfig, data: SFTData, rt: Runtime, state: TrainState, tok
 
 
 def _rows(examples: list[Example]) -> list[dict]:
-    return [{"messages": e.messages, "source": e.source, "line": e.line} for e in examples]
+    return [{"messages": e.messages, **({"tools": e.tools} if e.tools else {}), "source": e.source, "line": e.line}
+            for e in examples]
 
 
 def _estimate_beside_measurement(estimate: dict | None, device_type: str) -> dict | None:

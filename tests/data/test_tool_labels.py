@@ -53,14 +53,6 @@ PIECES = [
 ]
 
 
-@pytest.fixture
-def tool_tokenizer(tokenizer):
-    original = tokenizer.chat_template
-    use_chat_template(tokenizer, str(TEMPLATE))
-    yield tokenizer
-    tokenizer.chat_template = original
-
-
 def expected(tokenizer, pieces, trained_kinds=(True,)) -> tuple[str, list[int], list[int]]:
     """Text, ids and labels from pieces tokenised one by one. Every boundary is at a special token or a newline
     that the whole text tokenises apart too (a run of newlines before text is split before its last newline,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 
-from sftkit.data.formats import RowError
+from sftkit.data.rows import RowError
 
 REASONING_KEYS = ("reasoning_content", "thinking")
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"

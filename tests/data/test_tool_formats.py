@@ -8,8 +8,8 @@ import json
 import pytest
 
 from sftkit.data.dataset import load_conversations
-from sftkit.data.formats import RowError, conversation_tools, to_messages
-from sftkit.data.readers import Row
+from sftkit.data.formats import conversation_tools, to_messages
+from sftkit.data.rows import Row, RowError
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
                                             "parameters": {"type": "object", "properties": {"city": {"type": "string"}},

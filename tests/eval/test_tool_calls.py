@@ -159,7 +159,7 @@ def tool_run(tmp_path, fake_run):
 
 def test_compare_of_a_tool_run_scores_calls_and_prompts_the_base_through_the_run_template(tool_run, tmp_path,
                                                                                           monkeypatch, tokenizer):
-    from sftkit.eval import run_compare
+    from sftkit.eval.compare import run_compare
 
     original = tokenizer.chat_template
 

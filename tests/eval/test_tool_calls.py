@@ -11,7 +11,7 @@ import yaml
 
 from sftkit.errors import UserError
 from sftkit.eval.tasks import add_shots, load_task
-from sftkit.eval.tool_calls import parse_tool_calls, score_tool_calls
+from sftkit.eval.tool_calls import TOOL_CALL_METRICS, parse_tool_calls, score_tool_calls
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "examples" / "chatml_tools.jinja"
 
@@ -185,3 +185,29 @@ def test_compare_of_a_tool_run_scores_calls_and_prompts_the_base_through_the_run
             render_prompt(tokenizer, item.messages, item.tools) for item in expected.items]
     finally:
         tokenizer.chat_template = original
+
+
+def test_compare_prints_every_rate_with_its_interval_per_model():
+    from rich.console import Console
+
+    from sftkit.eval.report import print_comparison
+
+    def rate(value, low, high):
+        return {"value": value, "ci_low": low, "ci_high": high, "n": 60}
+
+    metrics = {"base_zero_shot": dict(zip(TOOL_CALL_METRICS, [rate(0.05, 0.0, 0.117)] * 3)),
+               "base_k_shot": {"valid_call": rate(0.4, 0.283, 0.517), "name_match": rate(0.35, 0.233, 0.467),
+                               "exact_call": rate(0.2, 0.1, 0.3)},
+               "tuned": {"valid_call": rate(1.0, 1.0, 1.0), "name_match": rate(0.95, 0.883, 1.0),
+                         "exact_call": rate(0.9, 0.817, 0.967)}}
+    comparison = {"test": {"metric": "exact_call", "n": 60, "shots": 3, "kind": "tool_call"},
+                  "accuracy": {k: v["exact_call"] for k, v in metrics.items()}, "best_baseline": "base_k_shot",
+                  "gain_over_prompting": {"abs": 0.7, "rel": 3.5, "ci_low": 0.55, "ci_high": 0.833},
+                  "metrics": metrics}
+    console = Console(record=True, width=200)
+    print_comparison(comparison, console)
+    lines = [" ".join(line.split()) for line in console.export_text().splitlines()]
+    assert "tool calls (rates with 95% CI)" in lines
+    assert "model valid call name match exact call" in lines
+    assert "base, 3-shot 0.400 [0.283, 0.517] 0.350 [0.233, 0.467] 0.200 [0.100, 0.300]" in lines
+    assert "fine-tuned, zero-shot 1.000 [1.000, 1.000] 0.950 [0.883, 1.000] 0.900 [0.817, 0.967]" in lines

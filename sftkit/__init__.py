@@ -25,12 +25,15 @@ _EXPORTS = {
     "compare": "sftkit.api",
     "safety": "sftkit.api",
     "curate": "sftkit.api",
+    "sweep": "sftkit.sweep",  # the package, callable as the verb (sftkit/sweep/__init__.py)
+    "SweepConfig": "sftkit.sweep.config",
     "TrainResult": "sftkit.results",
     "DPOResult": "sftkit.results",
     "EvalResult": "sftkit.results",
     "CompareResult": "sftkit.results",
     "SafetyResult": "sftkit.results",
     "CurateResult": "sftkit.results",
+    "SweepResult": "sftkit.results",
     "UserError": "sftkit.errors",
     "ConfigError": "sftkit.errors",
 }
@@ -38,20 +41,24 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
-    from sftkit.api import compare, curate, dpo, evaluate, safety, train
+    from sftkit.api import compare, curate, dpo, evaluate, safety, sweep, train
     from sftkit.config import load_config
     from sftkit.curate.config import CurateConfig
     from sftkit.errors import ConfigError, UserError
     from sftkit.recipes.dpo_config import DPOConfig
     from sftkit.recipes.sft_config import SFTConfig
-    from sftkit.results import CompareResult, CurateResult, DPOResult, EvalResult, SafetyResult, TrainResult
+    from sftkit.sweep.config import SweepConfig
+    from sftkit.results import CompareResult, CurateResult, DPOResult, EvalResult, SafetyResult, SweepResult
+    from sftkit.results import TrainResult
 
 
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'sftkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = importlib.import_module(module)
+    if module != f"{__name__}.{name}":  # a package exported under its own name is the value itself
+        value = getattr(value, name)
     globals()[name] = value  # later look-ups skip __getattr__
     return value
 

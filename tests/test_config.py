@@ -68,7 +68,12 @@ def test_example_config_round_trips():
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_validate(path):
     raw = yaml.safe_load(path.read_text())
-    SFTConfig.model_validate(raw) if "dpo" not in raw else None
+    if "search" in raw:  # a sweep file; tests/sweep/test_config.py loads it whole
+        from sftkit.sweep.config import SweepConfig
+
+        SweepConfig.model_validate(raw)
+    elif "dpo" not in raw:
+        SFTConfig.model_validate(raw)
 
 
 def test_cli_config_error_exits_2_before_loading_model(tmp_path):
@@ -80,3 +85,17 @@ def test_cli_config_error_exits_2_before_loading_model(tmp_path):
     assert "2 problem(s)" in proc.stderr
     assert "unknown key 'train.lr'" in proc.stderr and "train.max_steps" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_unset_learning_rate_is_the_methods_default_and_a_set_one_stays():
+    from sftkit.recipes.dpo_config import DPOConfig
+
+    assert SFTConfig().train.learning_rate == 1e-3
+    assert SFTConfig(train={"method": "full"}).train.learning_rate == 1e-4
+    assert SFTConfig(train={"method": "full", "learning_rate": 3e-5}).train.learning_rate == 3e-5
+    assert DPOConfig().train.learning_rate == 5e-5
+    assert DPOConfig(train={"method": "full"}).train.learning_rate == 5e-5
+    # resolved once, so the written config.yaml names the number and reads back as the same config
+    dumped = SFTConfig(train={"method": "full"}).model_dump(mode="json")
+    assert dumped["train"]["learning_rate"] == 1e-4
+    assert SFTConfig.model_validate(dumped) == SFTConfig(train={"method": "full"})

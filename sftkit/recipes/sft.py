@@ -1,7 +1,7 @@
 """The SFT recipe as named phases over the shared runtime (sftkit/training/loop.py):
 
-    setup_data -> setup_model -> [resume] -> initial validation -> loop of train_step (validate, checkpoint,
-    stop early) -> export -> evaluation after training
+    setup_data (recipes/sft_data.py) -> setup_model -> [resume] -> initial validation -> loop of train_step
+    (validate, checkpoint, stop early) -> export -> evaluation after training; or, at `stop_at_step`, pause
 
 Runs as one process or under torchrun (DDP; FSDP2 for full fine-tuning; gloo on CPU).
 
@@ -13,24 +13,21 @@ accumulation 1, 2 x 4, and 2 processes x 4 x 1 give the same update.
 from __future__ import annotations
 
 import math
-import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from sftkit.config import to_yaml
 from sftkit.data.batching import MicroBatch, collate, to_device
 from sftkit.data.chat_labels import IGNORE_INDEX
 from sftkit.data.chat_templates import use_chat_template
-from sftkit.data.dataset import DataReport, Example, TokenizedExample, load_conversations, load_splits
-from sftkit.data.dataset import tokenize_examples
-from sftkit.config import to_yaml
-from sftkit.errors import UserError
+from sftkit.data.dataset import TokenizedExample
 from sftkit.models import count_parameters, load_model, load_tokenizer, resolve_model_path
 from sftkit.recipes.sft_config import SFTConfig
+from sftkit.recipes.sft_data import SFTData, example_rows, setup_data
 from sftkit.training import sharding
-from sftkit.training.distributed import World, all_reduce_sum, barrier
+from sftkit.training.distributed import World, all_reduce_sum, barrier, shutdown
 from sftkit.training.compile import compile_counts, compile_layers
 from sftkit.training.loop import ADAPTER_METHODS, ComputePlan, Runtime, prepare_model, start_process
 from sftkit.training.loss import CausalLMLoss
@@ -41,35 +38,29 @@ from sftkit.training.run_dir import describe_run, export_model, peak_memory_mb, 
 from sftkit.training.state import TrainState
 
 
-@dataclass
-class SFTData:
-    """The run's examples: raw splits (written to data/) and the tokenised train/val examples that train."""
+def train(config: SFTConfig, resume: bool = False, quiet: bool = False, stop_at_step: int | None = None,
+          estimate: bool = True) -> dict:
+    """Run one SFT training job and return its summary (also written to OUTPUT_DIR/summary.json).
 
-    train: list[Example]
-    replay: list[Example]
-    val: list[Example]
-    test: list[Example]
-    train_tok: list[TokenizedExample]
-    val_tok: list[TokenizedExample]
-    num_replay_tok: int
-    report: DataReport = field(default_factory=DataReport)
-
-
-def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
-    """Run one SFT training job and return its summary (also written to OUTPUT_DIR/summary.json)."""
+    stop_at_step: pause after this optimizer step if the run would go on: see `pause`. The learning-rate schedule
+    still spans the whole run, so `resume=True` later continues exactly as if it had never paused.
+    estimate: compute the pre-run estimate kept in summary.json (a sweep, starting its trials rung by rung,
+    skips it: it times a layer on the CPU each time).
+    """
     started = time.time()
     out_dir = Path(config.output_dir)
     world, report = start_process(config.train, out_dir, resume, "sftkit train", quiet)
     tokenizer = load_tokenizer(config.model.name, config.model.trust_remote_code)
     use_chat_template(tokenizer, config.model.chat_template)
     data = setup_data(config, tokenizer, report)
-    estimate = pre_run_estimate(config, data, world, report)
+    estimate = pre_run_estimate(config, data, world, report) if estimate else None
     rt, num_params = setup_model(config, data, world, report)
     report.startup(startup_numbers(config, data, rt, num_params))
     if world.is_main:
         # replay rows get their own file: `compare` draws its few-shot examples from the task's train.jsonl
-        describe_run(out_dir, to_yaml(config), tokenizer, {"train": _rows(data.train), "replay": _rows(data.replay),
-                                                  "val": _rows(data.val), "test": _rows(data.test)},
+        describe_run(out_dir, to_yaml(config), tokenizer,
+                     {"train": example_rows(data.train), "replay": example_rows(data.replay),
+                      "val": example_rows(data.val), "test": example_rows(data.test)},
                      data.report, optional=("replay",))
 
     state = (rt.resume(config.model_dump(mode="json")) if resume else None) or TrainState()
@@ -83,61 +74,31 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
 
     rt.module.train()
     report.start_loop(rt.schedule.total_steps, state.step)
-    while state.step < rt.schedule.total_steps and not state.early_stopped:
+    last_step = min(rt.schedule.total_steps, stop_at_step or rt.schedule.total_steps)
+    val_loss_now = None  # the validation loss of the weights of the current step, when it was measured
+    while state.step < last_step and not state.early_stopped:
         indices, micro = rt.micro_batches(state.step, len(data.train_tok))
         batches = [collate([data.train_tok[i] for i in mb], config.train.packing, pad_id, pad_to) if mb is not None
                    else no_target_batch(data.train_tok[indices[0]], config.train.packing, pad_id, pad_to)
                    for mb in micro]
         row = train_step(rt, state, batches)
+        val_loss_now = None
         if rt.is_validation_step(state.step):
-            row["val_loss"] = validate(rt, data.val_tok, pad_id) if data.val_tok else None
+            row["val_loss"] = val_loss_now = validate(rt, data.val_tok, pad_id) if data.val_tok else None
             if row["val_loss"] is not None and state.record_validation(
                     {"loss": row["val_loss"]}, config.train.min_delta, config.train.patience):
                 rt.save_best()
             rt.module.train()
         rt.end_step(state, row, metrics, config.model_dump(mode="json"))
     report.end_loop()
+    if state.step < rt.schedule.total_steps and not state.early_stopped:
+        return pause(config, data, rt, state, metrics, tokenizer, val_loss_now)
 
     summary = finish(config, data, rt, state, tokenizer, num_params, estimate, started)
     rt.end_run(summary, metrics)
     if world.is_main and (config.eval.after_training or config.eval.safety):
         summary = evaluate_after_training(out_dir, config, summary, report)
     return summary
-
-
-def setup_data(config: SFTConfig, tokenizer, report: Reporter) -> SFTData:
-    """Read and split the data (seeded), mix in replay rows, tokenise with assistant-only labels."""
-    data_cfg, seed = config.data, config.train.seed
-    data_report = DataReport()
-
-    def load(spec):
-        return load_conversations(spec, data_cfg.format, data_cfg.on_bad_row, data_report)[0]
-
-    train_ex, val_ex, test_ex = load_splits(data_cfg, seed, load, "sftkit.train")
-    replay = []
-    if data_cfg.replay_path and data_cfg.replay_fraction > 0:
-        pool, _ = load_conversations(data_cfg.replay_path, "auto", data_cfg.on_bad_row, data_report)
-        want = round(len(train_ex) * data_cfg.replay_fraction / (1 - data_cfg.replay_fraction))
-        replay = random.Random(seed + 1).sample(pool, min(want, len(pool)))
-        if len(replay) < want:
-            report.note(f"data.replay_path holds {len(pool)} examples, fewer than the {want} that "
-                        f"replay_fraction {data_cfg.replay_fraction} asks for; all {len(pool)} are mixed in")
-
-    def tokenize(exs):  # task and replay rows apart, so the counts are of the examples that train
-        return tokenize_examples(tokenizer, exs, data_cfg.max_length, data_cfg.overlong, data_cfg.train_on,
-                                 data_report, train_on_reasoning=data_cfg.train_on_reasoning,
-                                 train_on_tool_results=data_cfg.train_on_tool_results)[0]
-
-    task_tok, replay_tok = tokenize(train_ex), tokenize(replay)
-    val_tok = tokenize(val_ex)
-    if not task_tok and not replay_tok:
-        raise UserError("no training example has a trained token left; check max_length and the data")
-    num_train = len(train_ex) + len(replay)
-    length_drops = data_report.skipped["too_long"] + data_report.skipped["no_trained_tokens"]
-    if length_drops > 0.5 * (num_train + len(val_ex)):
-        raise UserError(f"{length_drops} of {num_train + len(val_ex)} examples were dropped for length; raise "
-                        f"data.max_length (now {data_cfg.max_length}) or use data.overlong: truncate")
-    return SFTData(train_ex, replay, val_ex, test_ex, task_tok + replay_tok, val_tok, len(replay_tok), data_report)
 
 
 def pre_run_estimate(config: SFTConfig, data: SFTData, world: World, report: Reporter) -> dict | None:
@@ -271,22 +232,9 @@ def finish(config: SFTConfig, data: SFTData, rt: Runtime, state: TrainState, tok
     barrier(world)
     if data.val_tok:
         rt.load_best()
-    model = rt.model
-    if rt.fsdp:  # gather the full weights into a plain copy of the model for export
-        weights = sharding.model_state(rt.module, model, rt.fsdp)
-        if world.is_main:
-            model = load_model(config.model.name, rt.plan.precision.weights_dtype, config.model.trust_remote_code)
-            model.load_state_dict(weights, strict=False)
+    written = export_weights(config, rt, tokenizer)
     if not world.is_main:
         return {}
-    model.eval()
-    precision = rt.plan.precision
-
-    def quantized_base():  # QLoRA merges onto a freshly quantized base (models.merge_into_dequantized)
-        return load_model(config.model.name, precision.weights_dtype, config.model.trust_remote_code,
-                          quantize_4bit=True, compute_dtype=precision.compute_dtype)
-
-    written = export_model(model, tokenizer, rt.out_dir, train_cfg.method, config.lora.merge, quantized_base)
     trainable, total = num_params
     summary = {
         "base_model": config.model.name, "method": train_cfg.method,
@@ -310,9 +258,44 @@ def finish(config: SFTConfig, data: SFTData, rt: Runtime, state: TrainState, tok
     return summary
 
 
-def _rows(examples: list[Example]) -> list[dict]:
-    return [{"messages": e.messages, **({"tools": e.tools} if e.tools else {}), "source": e.source, "line": e.line}
-            for e in examples]
+def export_weights(config: SFTConfig, rt: Runtime, tokenizer) -> dict[str, str]:
+    """Write the model's current weights as adapter/ and/or merged/ (main process; {} elsewhere)."""
+    model, precision = rt.model, rt.plan.precision
+    if rt.fsdp:  # gather the full weights into a plain copy of the model for export
+        weights = sharding.model_state(rt.module, model, rt.fsdp)
+        if rt.world.is_main:
+            model = load_model(config.model.name, precision.weights_dtype, config.model.trust_remote_code)
+            model.load_state_dict(weights, strict=False)
+    if not rt.world.is_main:
+        return {}
+    model.eval()
+
+    def quantized_base():  # QLoRA merges onto a freshly quantized base (models.merge_into_dequantized)
+        return load_model(config.model.name, precision.weights_dtype, config.model.trust_remote_code,
+                          quantize_4bit=True, compute_dtype=precision.compute_dtype)
+
+    return export_model(model, tokenizer, rt.out_dir, config.train.method, config.lora.merge, quantized_base)
+
+
+def pause(config: SFTConfig, data: SFTData, rt: Runtime, state: TrainState, metrics: MetricsLog, tokenizer,
+          val_loss: float | None) -> dict:
+    """`stop_at_step` came before the end: checkpoint this step, validate its weights (unless the loop just
+    did), write them as adapter/ or merged/, and return `{paused_at_step, total_steps, val_loss, best_val_loss,
+    best_step, ...}`. No summary.json: the run is not over. A validation the loop did not make here is not
+    counted towards the best weights or early stopping, so the paused run stays the uninterrupted one."""
+    if val_loss is None and data.val_tok:
+        val_loss = validate(rt, data.val_tok, tokenizer.pad_token_id)
+    if not rt.is_checkpoint_step(state):
+        rt.save_checkpoint(state)
+    written = export_weights(config, rt, tokenizer)
+    barrier(rt.world)
+    metrics.close()
+    rt.report.note(f"paused at step {state.step} of {rt.schedule.total_steps}; --resume continues the run")
+    shutdown(rt.world)
+    return {"paused_at_step": state.step, "steps": state.step, "total_steps": rt.schedule.total_steps,
+            "val_loss": val_loss, "initial_val_loss": state.initial_val_loss, "best_val_loss": state.best_val_loss,
+            "best_step": state.best_step, "early_stopped": False, "trained_tokens": state.trained_tokens,
+            "train_seconds": state.train_seconds, "outputs": written}
 
 
 def _estimate_beside_measurement(estimate: dict | None, device_type: str) -> dict | None:

@@ -114,8 +114,8 @@ def test_full_finetune_reference_copy_never_changes(tmp_path, tiny_model_dir, mo
     made = []
 
     class Recording(dpo_recipe.SequenceLogProbs):
-        def __init__(self, model):
-            super().__init__(model)
+        def __init__(self, model, *options):
+            super().__init__(model, *options)
             made.append(self)
 
     monkeypatch.setattr(dpo_recipe, "SequenceLogProbs", Recording)
@@ -335,7 +335,7 @@ def _one_step_gradients(cfg: DPOConfig, tiny_model_dir) -> dict[str, torch.Tenso
     tokenizer = load_tokenizer(str(tiny_model_dir))
     data = dpo_recipe.setup_data(cfg, tokenizer)
     torch.manual_seed(cfg.train.seed)
-    rt, reference, _, _ = dpo_recipe.setup_model(cfg, start_point(cfg), data, World(), Reporter(enabled=False))
+    rt, reference, _ = dpo_recipe.setup_model(cfg, start_point(cfg), data, World(), Reporter(enabled=False))
     trainable = {n: p for n, p in rt.model.named_parameters() if p.requires_grad}
     rt.optimizer = torch.optim.SGD(list(trainable.values()), lr=1.0)
     before = {n: p.detach().clone() for n, p in trainable.items()}

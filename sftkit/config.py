@@ -37,7 +37,9 @@ class ModelSection(Section):
                       "Hugging Face directory, or a hub id.", json_schema_extra=MODEL)
     trust_remote_code: bool = Field(False, description="Run Python code shipped with the model. Off unless you "
                                     "have read that code.")
-    chat_template: str | None = Field(None, description="Jinja chat template overriding the tokenizer's own.")
+    chat_template: str | None = Field(None, description="Chat template overriding the tokenizer's own: a Jinja "
+                                      "FILE (e.g. examples/chatml_tools.jinja, tool-aware ChatML for the default "
+                                      "model) or the template text.")
 
 
 class LoraSection(Section):

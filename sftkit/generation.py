@@ -21,6 +21,7 @@ import torch
 
 from sftkit.data.batching import longest_first, pad_rows
 from sftkit.data.chat_labels import end_of_turn_token_id, ensure_chat_template
+from sftkit.data.chat_templates import template_messages
 from sftkit.errors import UserError
 
 FinishReason = Literal["stop", "length", "content_filter", "cancelled"]
@@ -59,13 +60,15 @@ class Reply:
     num_prompt_tokens: int
 
 
-def render_prompt(tokenizer, messages: list[dict]) -> str:
-    """The chat template's text for `messages` followed by the opening of an assistant turn; when the last
-    message is an assistant turn, its text is the start of the reply (a prefill) and the model continues it."""
+def render_prompt(tokenizer, messages: list[dict], tools: list[dict] | None = None) -> str:
+    """The chat template's text for `messages` (and the `tools` schemas) followed by the opening of an
+    assistant turn; when the last message is an assistant turn, its text is the start of the reply (a prefill)
+    and the model continues it."""
     ensure_chat_template(tokenizer)
-    if messages and messages[-1]["role"] == "assistant":
-        return tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    prefill = bool(messages) and messages[-1]["role"] == "assistant"
+    return tokenizer.apply_chat_template(template_messages(tokenizer, messages), tools=tools, tokenize=False,
+                                         **({"continue_final_message": True} if prefill
+                                            else {"add_generation_prompt": True}))
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:
@@ -131,7 +134,8 @@ def _finish(tokenizer, generated: list[int], stop_ids: set[int], stop: list[str]
 @torch.no_grad()
 def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int | list[int] = 256, *,
              temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None, stop: list[str] | None = None,
-             batch_size: int = 16, guard=None, hook: GenerationHook | None = None) -> list[Reply]:
+             batch_size: int = 16, guard=None, hook: GenerationHook | None = None,
+             tools: list[list[dict] | None] | None = None) -> list[Reply]:
     """One `Reply` per conversation (each ends with a user turn, or with an assistant turn the reply continues:
     see `render_prompt`; `text` is then the continuation only), in input order.
 
@@ -142,6 +146,7 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
     guard: a `sftkit.safety.guardrails.Guardrail`; a blocked request is not sent to the model and a blocked
         reply is withheld, each replaced by the guardrail's notice.
     hook: sees each new token and can stop rows (see `GenerationHook`).
+    tools: per conversation, the function schemas its template renders (None: no tools).
     """
     many = isinstance(max_new_tokens, (list, tuple))
     limits = list(max_new_tokens) if many else [max_new_tokens] * len(conversations)
@@ -149,7 +154,8 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
         raise ValueError(f"{len(limits)} max_new_tokens limits for {len(conversations)} conversations")
     _check_options(min(limits, default=1), temperature, top_p)
     stop = list(stop or [])
-    prompts = [render_prompt(tokenizer, c) for c in conversations]
+    tools = tools or [None] * len(conversations)
+    prompts = [render_prompt(tokenizer, c, t) for c, t in zip(conversations, tools)]
     encoded = [tokenizer.encode(p, add_special_tokens=False) for p in prompts]
     replies: list[Reply | None] = [None] * len(conversations)
     if guard is not None:

@@ -67,6 +67,19 @@ CASES = {
     "parquet-number-column": data("x.parquet", {"instruction": ["a"], "output": [3]}, 1,
                                   "message 2 content must be a string, got int"),
     "parquet-messages-column-of-numbers": data("x.parquet", {"messages": [1]}, 1, "unrecognised fields (messages)"),
+    # ---- tool calls (docs/tools.md) -------------------------------------------------------------------
+    "tool-arguments-not-json": data("x.jsonl", GOOD + '{"messages": [' + USER + ', {"role": "assistant", '
+                                    '"tool_calls": [{"function": {"name": "f", "arguments": "{city: 1}"}}]}]}\n', 2,
+                                    "message 2 call 1 (f) arguments: not valid JSON"),
+    "tool-result-answers-no-call": data("x.jsonl", '{"messages": [' + USER + ', {"role": "tool", "content": "9"}, '
+                                        + REPLY + "]}\n", 1, "message 2 is a tool result that answers no call"),
+    "tool-not-in-tools": data("x.jsonl", '{"tools": [{"name": "g"}], "messages": [' + USER + ', {"role": '
+                              '"assistant", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]}]}\n', 1,
+                              "message 2 calls 'f', which is not in the row's `tools` (g)"),
+    "tool-call-id-mismatch": data("x.jsonl", '{"messages": [' + USER + ', {"role": "assistant", "tool_calls": [{'
+                                  '"id": "a", "function": {"name": "f", "arguments": {}}}]}, {"role": "tool", '
+                                  '"tool_call_id": "b", "content": "9"}, ' + REPLY + "]}\n", 1,
+                                  "message 3: tool_call_id 'b' matches no open call (open: a)"),
     "train-data-malformed": ({"x.jsonl": GOOD + '{"messages": [}\n'},
                              ["train", "{tmp}/good.yaml", "--set", f"data.train_path={J}"], J + ":2: malformed JSON"),
     "dpo-pair-without-rejected": ({"x.jsonl": '{"prompt": "P", "chosen": "A", "rejected": "B"}\n'

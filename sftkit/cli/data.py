@@ -39,12 +39,19 @@ def data_inspect(
     fmt: Annotated[str, typer.Option("--format", help="auto, messages, sharegpt, alpaca, prompt_completion, bigbench")] = "auto",
     overlong: Annotated[str, typer.Option(help="truncate or drop")] = "truncate",
     train_on: Annotated[str, typer.Option(help="all or last assistant turn(s)")] = "all",
+    chat_template: Annotated[Optional[str], typer.Option(help="Jinja FILE overriding the model's chat template "
+                             "(as model.chat_template), e.g. examples/chatml_tools.jinja")] = None,
+    train_on_reasoning: Annotated[bool, typer.Option("--train-on-reasoning/--no-train-on-reasoning",
+                                  help="train assistant reasoning (as data.train_on_reasoning)")] = True,
+    train_on_tool_results: Annotated[bool, typer.Option("--train-on-tool-results", help="also train tool "
+                                     "results (as data.train_on_tool_results)")] = False,
     skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="count and skip bad rows instead of stopping")] = False,
     rejects: Annotated[Optional[Path], typer.Option(help="write skipped rows here (JSONL)", readable=False)] = None,
     examples: Annotated[int, typer.Option(help="examples to show")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ):
     """Audit data: rows read and skipped, token statistics, and exactly which tokens are trained."""
+    from sftkit.data.chat_templates import use_chat_template
     from sftkit.data.dataset import NoUsableRowsError
     from sftkit.data.inspect import inspect_data
     from sftkit.models import load_tokenizer
@@ -52,9 +59,11 @@ def data_inspect(
     if rejects:
         check_output(rejects, "--rejects", "file")
     tokenizer = load_tokenizer(model)
+    use_chat_template(tokenizer, chat_template)
     try:
         result = inspect_data(data if len(data) > 1 else data[0], tokenizer, max_length, fmt,
-                              "skip" if skip_bad_rows else "error", overlong, train_on, examples)
+                              "skip" if skip_bad_rows else "error", overlong, train_on, examples,
+                              train_on_reasoning=train_on_reasoning, train_on_tool_results=train_on_tool_results)
     except NoUsableRowsError as exc:  # every row bad: the rejects file is what explains it
         if rejects:
             exc.report.write_rejects(rejects)

@@ -49,6 +49,8 @@ def eval_cmd(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="recompute even if cached")] = False,
     skip_bad_rows: Annotated[bool, typer.Option("--skip-bad-rows", help="count and skip bad rows")] = False,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="run model code")] = False,
+    chat_template: Annotated[Optional[str], typer.Option(help="Jinja FILE replacing the model's chat template "
+                             "(as model.chat_template), e.g. examples/chatml_tools.jinja for tool-call tasks")] = None,
 ):
     """Evaluate a base model or a run on tasks: metrics with n and 95% bootstrap CIs, per-example predictions."""
     from sftkit.eval.evaluator import evaluate
@@ -68,8 +70,12 @@ def eval_cmd(
     tasks = [load_task(t, max_examples, seed, "skip" if skip_bad_rows else "error") for t in task or []]
     if suite:
         tasks += load_suite(None, max_examples or DEFAULT_MAX_EXAMPLES)
+    if chat_template:
+        from sftkit.data.chat_templates import read_chat_template
+
+        read_chat_template(chat_template)  # a wrong path stops before the model loads
     report = evaluate(model, tasks, output, settings, not no_cache, trust_remote_code,
-                      {"max_examples": max_examples, "seed": seed})
+                      {"max_examples": max_examples, "seed": seed, "chat_template": chat_template}, chat_template)
     print_eval(report, root.out)
     root.console.print(f"wrote {output / 'eval.json'} and {output / 'predictions.jsonl'}")
 

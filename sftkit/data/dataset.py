@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sftkit.data.formats import FORMATS, detect_format, to_messages
+from sftkit.data.formats import FORMATS, conversation_tools, detect_format, to_messages
 from sftkit.data.rows import RowError
 from sftkit.data.readers import iter_rows
 from sftkit.data.rows import BadRow, Row
@@ -30,6 +30,7 @@ class Example:
     line: int
     raw: dict = field(default_factory=dict)
     context: dict = field(default_factory=dict)  # reader-supplied context the row needs (BIG-bench task prefix)
+    tools: list[dict] | None = None  # function schemas the chat template renders (sftkit.data.tool_calls)
 
 
 @dataclass
@@ -134,11 +135,12 @@ def load_conversations(specs: str | list[str], fmt: str = "auto", on_bad_row: st
             source_formats.setdefault(row.source, row_fmt)
         try:
             messages = to_messages(row, row_fmt or "auto")
+            tools = conversation_tools(row)
         except RowError as exc:
             report.bad_row(on_bad_row, exc.reason, str(exc), row.source, row.line, row.data)
             continue
         report.formats[row_fmt] += 1
-        examples.append(Example(messages, row.source, row.line, row.data, row.extra))
+        examples.append(Example(messages, row.source, row.line, row.data, row.extra, tools))
     if not examples:
         raise NoUsableRowsError(f"no usable rows in {specs} ({report.rows_read} read, {report.rows_skipped} "
                                 f"skipped: {dict(report.skipped)}); fix the data", report)
@@ -146,9 +148,10 @@ def load_conversations(specs: str | list[str], fmt: str = "auto", on_bad_row: st
 
 
 def tokenize_examples(tokenizer, examples: list[Example], max_length: int, overlong: str = "truncate",
-                      train_on: str = "all", report: DataReport | None = None,
-                      ) -> tuple[list[TokenizedExample], DataReport]:
-    """Tokenise with assistant-only labels and apply the `max_length` policy.
+                      train_on: str = "all", report: DataReport | None = None, *, train_on_reasoning: bool = True,
+                      train_on_tool_results: bool = False) -> tuple[list[TokenizedExample], DataReport]:
+    """Tokenise with assistant-only labels (reasoning and tool results per the options, see
+    `chat_labels.assistant_spans`) and apply the `max_length` policy.
 
     `truncate` keeps the first `max_length` tokens (and the labels inside them); `drop` removes the example
     (reason `too_long`). An example left with no trained token is dropped (reason `no_trained_tokens`): it
@@ -164,7 +167,9 @@ def tokenize_examples(tokenizer, examples: list[Example], max_length: int, overl
     out = []
     for ex in examples:
         try:
-            tok = tokenize_conversation(tokenizer, ex.messages, train_on)
+            tok = tokenize_conversation(tokenizer, ex.messages, train_on, tools=ex.tools,
+                                        train_on_reasoning=train_on_reasoning,
+                                        train_on_tool_results=train_on_tool_results)
         except TemplateError as exc:
             raise UserError(str(exc), ex.source, ex.line) from None
         ids, labels = tok.input_ids, tok.labels

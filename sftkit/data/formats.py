@@ -1,8 +1,9 @@
 """Row schemas -> chat messages: OpenAI messages, ShareGPT, Alpaca, prompt/completion, BIG-bench examples.
 
-A conversation is a list of `{"role": "system"|"user"|"assistant", "content": str}` that ends with an
-assistant turn. Every check raises `RowError` with a short reason code (for counting skipped rows) and a
-message that says how to fix the row.
+A conversation is a list of `{"role": "system"|"user"|"assistant"|"tool", "content": str}` that ends with an
+assistant turn; assistant turns may carry `tool_calls` and `reasoning_content`, and a row may carry `tools`
+(shapes in `sftkit.data.tool_calls`). Every check raises `RowError` with a short reason code (for counting
+skipped rows) and a message that says how to fix the row.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from sftkit.data import bigbench
 from sftkit.data.rows import Row, RowError
 
 FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion", "bigbench")
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 _SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
                    "assistant": "assistant", "chatgpt": "assistant", "model": "assistant"}
+# LLaMA-Factory and Glaive-style ShareGPT: a turn holding the call(s) as JSON, and a turn holding a result
+_SHAREGPT_CALLS = ("function_call", "tool_call")
+_SHAREGPT_RESULTS = ("observation", "tool", "function_response")
 
 
 def detect_format(data: dict) -> str | None:
@@ -49,20 +53,38 @@ def to_messages(row: Row, fmt: str = "auto") -> list[dict]:
     if converter is None:
         raise RowError("unknown_format", f"unknown data.format {fmt!r}; use one of auto, {', '.join(FORMATS)}")
     messages = converter(row)
-    validate_messages(messages)
+    validate_messages(messages, conversation_tools(row))
     return messages
+
+
+def conversation_tools(row: Row) -> list[dict] | None:
+    """The tool schemas of a row: its own `tools`, else those of its file (a JSON file's top-level `tools`)."""
+    from sftkit.data.tool_calls import parse_tools
+
+    return parse_tools(row.data["tools"] if "tools" in row.data else row.extra.get("tools"))
 
 
 def _messages(row: Row) -> list[dict]:
     raw = row.data.get("messages")
     if not isinstance(raw, list):
         raise RowError("missing_field", "missing `messages` list (format messages)")
+    from sftkit.data import tool_calls as tc
+
     out = []
     for i, m in enumerate(raw, start=1):
-        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+        calls = m.get("tool_calls") or m.get("function_call") if isinstance(m, dict) else None
+        if not isinstance(m, dict) or "role" not in m or (
+                "content" not in m and not (calls and m["role"] == "assistant")):
             got = ", ".join(sorted(m)) if isinstance(m, dict) else type(m).__name__
             raise RowError("missing_field", f"message {i} needs `role` and `content` (got {got})")
-        out.append({"role": m["role"], "content": m["content"]})
+        where = f"message {i}"
+        if m["role"] == "assistant":
+            out.append(tc.assistant_message(m.get("content"), where, tc.reasoning_of(m, where),
+                                            tc.parse_calls(calls, where) if calls else None))
+        elif m["role"] in ("tool", "function"):  # `function`: the OpenAI API's older name for a tool result
+            out.append(tc.tool_message(m["content"], where, m.get("tool_call_id"), m.get("name")))
+        else:
+            out.append({"role": m["role"], "content": m["content"]})
     return out
 
 
@@ -70,15 +92,34 @@ def _sharegpt(row: Row) -> list[dict]:
     raw = row.data.get("conversations")
     if not isinstance(raw, list):
         raise RowError("missing_field", "missing `conversations` list (format sharegpt)")
+    from sftkit.data import tool_calls as tc
+
     out = []
+    system = row.data.get("system")
+    has_system_turn = any(isinstance(m, dict) and str(m.get("from")).lower() == "system" for m in raw)
+    if isinstance(system, str) and system.strip() and not has_system_turn:  # LLaMA-Factory keeps it beside
+        out.append({"role": "system", "content": system})
     for i, m in enumerate(raw, start=1):
         if not isinstance(m, dict) or "from" not in m or "value" not in m:
             got = ", ".join(sorted(m)) if isinstance(m, dict) else type(m).__name__
             raise RowError("missing_field", f"turn {i} needs `from` and `value` (got {got})")
-        role = _SHAREGPT_ROLES.get(str(m["from"]).lower())
+        speaker, where = str(m["from"]).lower(), f"turn {i}"
+        if speaker in _SHAREGPT_CALLS:
+            calls = tc.parse_calls(m["value"], where)
+            if out and out[-1]["role"] == "assistant" and "tool_calls" not in out[-1]:
+                out[-1]["tool_calls"] = calls  # the reply's text, then its call: one assistant turn
+            else:
+                out.append(tc.assistant_message("", where, tool_calls=calls))
+            continue
+        if speaker in _SHAREGPT_RESULTS:
+            out.append(tc.tool_message(m["value"], where))
+            continue
+        role = _SHAREGPT_ROLES.get(speaker)
         if role is None:
-            raise RowError("unknown_role", f"turn {i} has unknown `from` {m['from']!r}; use human, gpt or system")
-        out.append({"role": role, "content": m["value"]})
+            raise RowError("unknown_role", f"turn {i} has unknown `from` {m['from']!r}; use human, gpt, system, "
+                           "function_call or observation")
+        out.append(tc.assistant_message(m["value"], where) if role == "assistant" else
+                   {"role": role, "content": m["value"]})
     return out
 
 
@@ -121,19 +162,21 @@ _CONVERTERS = {"messages": _messages, "sharegpt": _sharegpt, "alpaca": _alpaca,
                "prompt_completion": _prompt_completion, "bigbench": _bigbench}
 
 
-def validate_messages(messages: list[dict]) -> None:
-    """Roles known, contents strings, non-empty user/assistant turns, system only first, opens with a user turn
-    (after an optional system turn), ends with an assistant turn."""
+def validate_messages(messages: list[dict], tools: list[dict] | None = None) -> None:
+    """Roles known, contents strings, non-empty user/assistant turns (a tool call counts as a reply), system
+    only first, opens with a user turn (after an optional system turn), ends with an assistant turn; tool
+    calls and results fit together and name tools of `tools` (`tool_calls.check_tool_flow`)."""
     if not messages:
         raise RowError("empty_conversation", "conversation has no messages")
     for i, m in enumerate(messages, start=1):
         if m["role"] not in ROLES:
-            raise RowError("unknown_role", f"message {i} has unknown role {m['role']!r}; use system, user or assistant")
+            raise RowError("unknown_role", f"message {i} has unknown role {m['role']!r}; use system, user, "
+                           "assistant or tool")
         if not isinstance(m["content"], str):
             raise RowError("bad_type", f"message {i} content must be a string, got {type(m['content']).__name__}")
         if m["role"] == "system" and i != 1:
             raise RowError("misplaced_system", f"message {i} is a system turn; only the first message may be system")
-        if m["role"] == "assistant" and not m["content"].strip():
+        if m["role"] == "assistant" and not m["content"].strip() and not m.get("tool_calls"):
             raise RowError("empty_assistant", f"message {i} (assistant) is empty: give the reply or drop the row")
         if m["role"] == "user" and not m["content"].strip():
             raise RowError("empty_user", f"message {i} (user) is empty")
@@ -147,3 +190,7 @@ def validate_messages(messages: list[dict]) -> None:
     if messages[-1]["role"] != "assistant":
         raise RowError("no_final_assistant", "conversation does not end with an assistant turn: add the reply "
                        "or remove the trailing turn")
+    if tools is not None or any(m["role"] == "tool" or m.get("tool_calls") for m in messages):
+        from sftkit.data.tool_calls import check_tool_flow
+
+        check_tool_flow(messages, tools)

@@ -23,14 +23,17 @@ def _stats(values: list[int]) -> dict:
 
 
 def inspect_data(data: str | list[str], tokenizer, max_length: int, fmt: str = "auto", on_bad_row: str = "error",
-                 overlong: str = "truncate", train_on: str = "all", num_examples: int = 3) -> dict:
+                 overlong: str = "truncate", train_on: str = "all", num_examples: int = 3, *,
+                 train_on_reasoning: bool = True, train_on_tool_results: bool = False) -> dict:
     """Statistics and the first `num_examples` examples with their trained spans, as a JSON-ready dict.
 
     Token statistics describe the examples as they would be trained (after the `max_length` policy); the
     `DataReport` rides along under `_report` (not JSON) for writing rejects.
     """
     examples, report = load_conversations(data, fmt, on_bad_row)
-    tokenized, report = tokenize_examples(tokenizer, examples, max_length, overlong, train_on, report)
+    tokenized, report = tokenize_examples(tokenizer, examples, max_length, overlong, train_on, report,
+                                          train_on_reasoning=train_on_reasoning,
+                                          train_on_tool_results=train_on_tool_results)
     shown = []
     for t in tokenized[:num_examples]:
         shown.append({

@@ -113,7 +113,10 @@ def _iter_json(path: Path) -> Iterator[Row | BadRow]:
 
         yield from rows_from_task(data, str(path))
         return
+    extra = {}
     if isinstance(data, dict):
+        if data.get("tools") is not None:  # tool schemas for every row of the file (rows may give their own)
+            extra["tools"] = data["tools"]
         for key in ("data", "rows", "train"):
             if isinstance(data.get(key), list):
                 data = data[key]
@@ -124,7 +127,7 @@ def _iter_json(path: Path) -> Iterator[Row | BadRow]:
         raise UserError("file has no rows: add at least one example", str(path))
     for index, item in enumerate(data, start=1):
         if isinstance(item, dict):
-            yield Row(item, str(path), index)
+            yield Row(item, str(path), index, dict(extra))
         else:
             yield BadRow("not_an_object", f"item {index} is a {type(item).__name__}, expected an object",
                          str(path), index, json.dumps(item)[:200])

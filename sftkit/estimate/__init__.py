@@ -73,9 +73,10 @@ def _load_examples(config: SFTConfig):
     from sftkit.models import load_tokenizer
 
     d, seed = config.data, config.train.seed
+    from sftkit.data.chat_templates import use_chat_template
+
     tokenizer = load_tokenizer(config.model.name, config.model.trust_remote_code)
-    if config.model.chat_template:
-        tokenizer.chat_template = config.model.chat_template
+    use_chat_template(tokenizer, config.model.chat_template)
     report = DataReport()
     examples, _ = load_conversations(d.train_path, d.format, d.on_bad_row, report)
     train_idx, val_idx, _ = split_indices(len(examples), 0.0 if d.val_path else d.val_fraction,
@@ -90,7 +91,8 @@ def _load_examples(config: SFTConfig):
         want = round(len(train) * d.replay_fraction / (1 - d.replay_fraction))
         train = train + random.Random(seed + 1).sample(replay, min(want, len(replay)))
     args = (d.max_length, d.overlong, d.train_on, report)
-    return tokenize_examples(tokenizer, train, *args)[0], tokenize_examples(tokenizer, val, *args)[0]
+    labels = {"train_on_reasoning": d.train_on_reasoning, "train_on_tool_results": d.train_on_tool_results}
+    return tokenize_examples(tokenizer, train, *args, **labels)[0], tokenize_examples(tokenizer, val, *args, **labels)[0]
 
 
 def _schedule(config: SFTConfig, train, world_size: int) -> dict:

@@ -59,6 +59,11 @@ def model_fingerprint(name: str | None) -> str | None:
     return "hub:" + str(path) + "@" + Path(config).parent.name  # snapshots/<commit>/config.json
 
 
+def with_chat_template(model_fp: str, template: str) -> str:
+    """The fingerprint of a model whose chat template is replaced by `template`."""
+    return _sha(f"{model_fp}\nchat_template:{_sha(template.encode())}".encode())
+
+
 def result_key(model_fp: str, task_fp: str, settings: dict) -> str:
     payload = json.dumps({"model": model_fp, "task": task_fp, "settings": settings, "code": CODE_VERSION},
                          sort_keys=True)

@@ -33,6 +33,15 @@ def _run_config(run: Path) -> dict:
 _PRECISION_DTYPES = {"auto": "auto", "fp32": "float32", "bf16": "bfloat16"}  # train.precision -> EvalSettings.dtype
 
 
+def _run_chat_template(run: Path, config: dict) -> str | None:
+    """The chat template the run trained with when its config replaced the model's own (the base model is
+    prompted through the same template, so the comparison differs only in the weights)."""
+    if not (config.get("model") or {}).get("chat_template"):
+        return None
+    saved = run / "tokenizer" / "chat_template.jinja"
+    return str(saved) if saved.is_file() else config["model"]["chat_template"]
+
+
 def _pick(value, section: dict, key: str, default):
     return value if value is not None else section.get(key, default) if section.get(key) is not None else default
 
@@ -72,7 +81,7 @@ def run_compare(run_dir: str | Path, test_path: str | None = None, shots: int | 
         raise UserError(f"no test data at {test_file}: train with data.test_fraction > 0 (or data.test_path), "
                         "or pass --test FILE")
     test_task = load_task(str(test_file), seed=seed)
-    if test_task.kind != "generation":
+    if test_task.kind not in ("generation", "tool_call"):
         raise UserError("compare needs conversations (the last assistant turn is the answer), not a "
                         f"{test_task.kind} task", str(test_file))
     tasks = {"base_zero_shot": test_task}
@@ -89,7 +98,7 @@ def run_compare(run_dir: str | Path, test_path: str | None = None, shots: int | 
     started = time.perf_counter()
     base_name = run_base_model(run)
     results: dict[str, TaskResult] = {}
-    base = Evaluator(base_name, settings, use_cache, trust)
+    base = Evaluator(base_name, settings, use_cache, trust, chat_template=_run_chat_template(run, config))
     for label, task in tasks.items():
         setting = f"{shots}-shot" if label == "base_k_shot" else "zero-shot"
         say(f"[dim]base model, {setting}: {task.name} ({len(task.items)} examples)[/dim]")
@@ -108,7 +117,7 @@ def run_compare(run_dir: str | Path, test_path: str | None = None, shots: int | 
         tuned_suite.append(tuned.run(task))
     tuned.release()
 
-    headline = settings.metric
+    headline = test_task.headline or settings.metric
     baselines = [k for k in ("base_zero_shot", "base_k_shot") if k in results]
     best = max(baselines, key=lambda k: results[k].summary()[headline]["value"])  # ties: zero-shot
     gain = paired_difference(results["tuned"].values[headline], results[best].values[headline], seed=seed)
@@ -117,7 +126,7 @@ def run_compare(run_dir: str | Path, test_path: str | None = None, shots: int | 
         "run": str(run),
         "base_model": base_name,
         "tuned_model": tuned.description,
-        "test": {"path": str(test_file), "n": len(test_task.items), "metric": headline,
+        "test": {"path": str(test_file), "n": len(test_task.items), "metric": headline, "kind": test_task.kind,
                  "shots": shots, "shots_from": str(train_file) if shots > 0 else None},
         "accuracy": {k: {**r.summary()[headline], **({"shots": shots} if k == "base_k_shot" else {})}
                      for k, r in results.items()},

@@ -46,14 +46,20 @@ def _torch_dtype(name: str):
 
 
 class Evaluator:
-    """One model (base name or run directory) and the settings every task runs with."""
+    """One model (base name or run directory) and the settings every task runs with; `chat_template` (a
+    `model.chat_template` value: FILE or text) replaces the model's own template."""
 
     def __init__(self, model: str | None, settings: EvalSettings | None = None, use_cache: bool = True,
-                 trust_remote_code: bool = False):
+                 trust_remote_code: bool = False, chat_template: str | None = None):
         self.model_name = model or "default"
         self.settings = settings or EvalSettings()
         self.trust_remote_code = trust_remote_code
+        self.chat_template = chat_template
         self.fingerprint = cache.model_fingerprint(model) if use_cache else None
+        if self.fingerprint is not None and chat_template:
+            from sftkit.data.chat_templates import read_chat_template
+
+            self.fingerprint = cache.with_chat_template(self.fingerprint, read_chat_template(chat_template))
         self._loaded = None
         self.description = self.model_name
 
@@ -77,6 +83,10 @@ class Evaluator:
                 model = model.merge_and_unload()
             if dtype != load_dtype:
                 model = model.to(dtype)
+            if self.chat_template:
+                from sftkit.data.chat_templates import use_chat_template
+
+                use_chat_template(tokenizer, self.chat_template)
             self._loaded = (model, tokenizer)
         return self._loaded
 
@@ -116,6 +126,11 @@ class Evaluator:
                                                   parse_extract(self.settings.extract))
             if self.settings.extract is not None:
                 info["num_no_answer_extracted"] = sum(r["extracted"] is None for r in rows)
+        elif task.kind == "tool_call":
+            from sftkit.eval.tool_calls import run_tool_call_task
+
+            values, rows = run_tool_call_task(model, tokenizer, task.items, self.settings.max_new_tokens,
+                                              self.settings.generation_batch_size)
         else:
             from sftkit.eval.perplexity import score_texts
 
@@ -151,9 +166,10 @@ def write_results(output_dir: str | Path, model: str, results: list[TaskResult],
 
 
 def evaluate(model: str | None, tasks: list[Task], output_dir: str | Path, settings: EvalSettings | None = None,
-             use_cache: bool = True, trust_remote_code: bool = False, extra_settings: dict | None = None) -> dict:
+             use_cache: bool = True, trust_remote_code: bool = False, extra_settings: dict | None = None,
+             chat_template: str | None = None) -> dict:
     """`sftkit eval`: run loaded tasks (load them first, so a bad spec fails before the model loads)."""
     settings = settings or EvalSettings()
-    evaluator = Evaluator(model, settings, use_cache, trust_remote_code)
+    evaluator = Evaluator(model, settings, use_cache, trust_remote_code, chat_template)
     results = [evaluator.run(task) for task in tasks]
     return write_results(output_dir, evaluator.description, results, settings, extra_settings)

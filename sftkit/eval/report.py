@@ -41,6 +41,20 @@ def print_eval(report: dict, console: Console | None = None) -> None:
     console.print(table)
 
 
+def _print_tool_calls(comparison: dict, labels: dict, console: Console) -> None:
+    """Each tool-call rate (docs/tools.md) per model, with its 95% CI."""
+    from sftkit.eval.tool_calls import TOOL_CALL_METRICS
+
+    table = Table(title="tool calls (rates with 95% CI)", box=box.SIMPLE_HEAD)
+    table.add_column("model")
+    for name in TOOL_CALL_METRICS:
+        table.add_column(name.replace("_", " "), justify="right")
+    for key, metrics in comparison["metrics"].items():
+        table.add_row(labels[key], *(f"{_fmt(metrics[m]['value'])} {_ci(metrics[m])}" for m in TOOL_CALL_METRICS),
+                      style="bold" if key == "tuned" else None)
+    console.print(table)
+
+
 def _pct(value) -> str:
     return "-" if value is None else f"{value * 100:+.1f}%"
 
@@ -62,6 +76,8 @@ def print_comparison(comparison: dict, console: Console | None = None) -> None:
     table.add_row("gain over best prompting", f"{gain['abs']:+.3f} ({_pct(gain['rel'])})", _ci(gain),
                   style="green" if gain["ci_low"] > 0 else "red" if gain["ci_high"] < 0 else None)
     console.print(table)
+    if test.get("kind") == "tool_call":
+        _print_tool_calls(comparison, labels, console)
     forgetting = comparison.get("forgetting")
     if not forgetting:
         return

@@ -6,7 +6,8 @@ Specs:
   `FILE.jsonl` whose rows have `choices` and `answer`: multiple choice, joined as lm-evaluation-harness does.
   `perplexity:fables` or `perplexity:FILE` (.txt, blank-line separated; or .jsonl with `text`): perplexity.
   any other data file, directory or hub id `sftkit data inspect` reads: generation; the last assistant turn
-      is the reference, the turns before it are the prompt.
+      is the reference, the turns before it are the prompt. Conversations with tool calls make a tool-call
+      task instead (sftkit.eval.tool_calls): one item per assistant turn that calls tools.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class TextItem:
 
 @dataclass
 class Task:
-    """What one evaluation runs on. `kind` is choice, generation or perplexity."""
+    """What one evaluation runs on. `kind` is choice, generation, tool_call or perplexity."""
 
     name: str
     kind: str
@@ -216,12 +217,17 @@ def _conversation_task(spec: str, on_bad_row: str) -> Task:
     from sftkit.data.dataset import load_conversations
 
     examples, report = load_conversations(spec, on_bad_row=on_bad_row)
-    items = []
-    for ex in examples:
-        # rows written by `sftkit train` into RUN/data/*.jsonl keep the original source and line
-        source = str(ex.raw.get("source", ex.source)) if isinstance(ex.raw, dict) else ex.source
-        line = ex.raw.get("line", ex.line) if isinstance(ex.raw, dict) else ex.line
-        items.append(GenerationItem(ex.messages[:-1], [ex.messages[-1]["content"]], source, int(line)))
+    # rows written by `sftkit train` into RUN/data/*.jsonl keep the original source and line
+    origins = [(str(ex.raw.get("source", ex.source)), int(ex.raw.get("line", ex.line))) if isinstance(ex.raw, dict)
+               else (ex.source, ex.line) for ex in examples]
+    if any(m.get("tool_calls") for ex in examples for m in ex.messages):
+        from sftkit.eval.tool_calls import tool_call_items
+
+        items = [item for ex, (source, line) in zip(examples, origins)
+                 for item in tool_call_items(ex.messages, ex.tools, source, line)]
+        return Task(spec, "tool_call", items, headline="exact_call", skipped=Counter(report.skipped))
+    items = [GenerationItem(ex.messages[:-1], [ex.messages[-1]["content"]], source, line)
+             for ex, (source, line) in zip(examples, origins)]
     return Task(spec, "generation", items, skipped=Counter(report.skipped))
 
 
@@ -262,8 +268,8 @@ def add_shots(task: Task, pool: list[GenerationItem], shots: int, seed: int = 12
     Each item gets its own seeded draw. Pool examples whose prompt or answer equals a test item's prompt are
     removed first, so a test example never appears in a prompt, not even as a duplicate in the pool.
     """
-    if task.kind != "generation":
-        raise UserError(f"{task.name}: few-shot prompting applies to generation tasks only")
+    if task.kind not in ("generation", "tool_call"):
+        raise UserError(f"{task.name}: few-shot prompting applies to generation and tool-call tasks only")
     if shots == 0:
         return task
     test_prompts = {json.dumps(item.messages, sort_keys=True) for item in task.items}
@@ -274,10 +280,17 @@ def add_shots(task: Task, pool: list[GenerationItem], shots: int, seed: int = 12
     items = []
     for index, item in enumerate(task.items):
         turns = []
-        for shot in random.Random(seed * 1_000_003 + index).sample(clean, shots):
+        drawn = random.Random(seed * 1_000_003 + index).sample(clean, shots)
+        for shot in drawn:
             turns += [m for m in shot.messages if m["role"] != "system"]
-            turns.append({"role": "assistant", "content": shot.references[0]})
+            turns.append(shot.reference if task.kind == "tool_call" else
+                         {"role": "assistant", "content": shot.references[0]})
         system = [m for m in item.messages if m["role"] == "system"]
         rest = [m for m in item.messages if m["role"] != "system"]
-        items.append(replace(item, messages=system + turns + rest))
+        extra = {}
+        if task.kind == "tool_call":  # the shots' calls name tools the prompt must list
+            from sftkit.eval.tool_calls import merged_tools
+
+            extra["tools"] = merged_tools(item.tools, *(shot.tools for shot in drawn))
+        items.append(replace(item, messages=system + turns + rest, **extra))
     return replace(task, items=items, shots=shots, name=f"{task.name} ({shots}-shot)")

@@ -27,6 +27,7 @@ import torch
 
 from sftkit.config import to_yaml
 from sftkit.data.batching import MicroBatch, to_device
+from sftkit.data.chat_templates import use_chat_template
 from sftkit.data.dataset import DataReport, load_splits
 from sftkit.data.preferences import PreferencePair, TokenizedPair, load_preferences, tokenize_pairs
 from sftkit.errors import UserError
@@ -66,8 +67,7 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
     world, report = start_process(config.train, out_dir, resume, "sftkit dpo", quiet)
     start = start_point(config)
     tokenizer = load_tokenizer(start.tokenizer, config.model.trust_remote_code)
-    if config.model.chat_template:
-        tokenizer.chat_template = config.model.chat_template
+    use_chat_template(tokenizer, config.model.chat_template)
     data = setup_data(config, tokenizer)
     rt, reference, num_params = setup_model(config, start, data, world, report)
     report.startup(startup_numbers(config, start, data, rt, reference, num_params))

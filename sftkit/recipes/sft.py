@@ -21,6 +21,7 @@ import torch
 from sftkit.config import to_yaml
 from sftkit.data.batching import MicroBatch, collate, to_device
 from sftkit.data.chat_labels import IGNORE_INDEX
+from sftkit.data.chat_templates import use_chat_template
 from sftkit.data.dataset import TokenizedExample
 from sftkit.models import count_parameters, load_model, load_tokenizer, resolve_model_path
 from sftkit.recipes.sft_config import SFTConfig
@@ -51,8 +52,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False, stop_at_
     out_dir = Path(config.output_dir)
     world, report = start_process(config.train, out_dir, resume, "sftkit train", quiet)
     tokenizer = load_tokenizer(config.model.name, config.model.trust_remote_code)
-    if config.model.chat_template:
-        tokenizer.chat_template = config.model.chat_template
+    use_chat_template(tokenizer, config.model.chat_template)
     data = setup_data(config, tokenizer, report)
     estimate = pre_run_estimate(config, data, world, report) if estimate else None
     rt, num_params = setup_model(config, data, world, report)

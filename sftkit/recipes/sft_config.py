@@ -32,6 +32,11 @@ class DataSection(Section):
     overlong: Literal["truncate", "drop"] = Field("truncate", description="Examples over `max_length`: keep the "
                                                  "first tokens (`truncate`) or remove them (`drop`); counted either way.")
     train_on: Literal["all", "last"] = Field("all", description="Train on every assistant turn or only the last.")
+    train_on_reasoning: bool = Field(True, description="Train the reasoning of assistant turns "
+                                     "(`reasoning_content`, `thinking`, <think> blocks); false keeps it in the "
+                                     "input but masks it.")
+    train_on_tool_results: bool = Field(False, description="Also train the text of `tool` messages (tool results); "
+                                        "by default they are input only, while assistant tool calls are trained.")
     on_bad_row: Literal["error", "skip"] = Field("error", description="Bad rows: stop with file:line (`error`) "
                                                  "or count, skip and write them to rejects.jsonl (`skip`).")
     replay_path: str | None = Field(None, description="General data mixed into training to limit forgetting.",

@@ -54,7 +54,8 @@ def setup_data(config: SFTConfig, tokenizer, report: Reporter) -> SFTData:
 
     def tokenize(exs):  # task and replay rows apart, so the counts are of the examples that train
         return tokenize_examples(tokenizer, exs, data_cfg.max_length, data_cfg.overlong, data_cfg.train_on,
-                                 data_report)[0]
+                                 data_report, train_on_reasoning=data_cfg.train_on_reasoning,
+                                 train_on_tool_results=data_cfg.train_on_tool_results)[0]
 
     task_tok, replay_tok = tokenize(train_ex), tokenize(replay)
     val_tok = tokenize(val_ex)
@@ -70,4 +71,5 @@ def setup_data(config: SFTConfig, tokenizer, report: Reporter) -> SFTData:
 
 def example_rows(examples: list[Example]) -> list[dict]:
     """Examples as the rows a run directory's `data/*.jsonl` hold (readable back as the `messages` format)."""
-    return [{"messages": e.messages, "source": e.source, "line": e.line} for e in examples]
+    return [{"messages": e.messages, **({"tools": e.tools} if e.tools else {}), "source": e.source, "line": e.line}
+            for e in examples]

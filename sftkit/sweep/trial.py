@@ -115,13 +115,13 @@ class TrialBuilder:
         key = json.dumps([config.model.model_dump(mode="json"), config.data.model_dump(mode="json"),
                           config.train.seed], sort_keys=True)
         if key not in self._lengths:
+            from sftkit.data.chat_templates import use_chat_template
             from sftkit.models import load_tokenizer
             from sftkit.recipes.sft_data import setup_data
             from sftkit.training.reporter import Reporter
 
             tokenizer = load_tokenizer(config.model.name, config.model.trust_remote_code)
-            if config.model.chat_template:
-                tokenizer.chat_template = config.model.chat_template
+            use_chat_template(tokenizer, config.model.chat_template)  # a FILE or the template text
             tok = setup_data(config, tokenizer, Reporter(enabled=False)).train_tok
             self._lengths[key] = (len(tok), sum(x.num_trained_tokens for x in tok) / len(tok))
         return self._lengths[key]

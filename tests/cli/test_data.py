@@ -63,7 +63,7 @@ BAD_INPUTS = [
      "(ShareGPT from/value), `instruction`+`output` (Alpaca), `prompt`+`completion`, or "
      "`input`+`target`/`target_scores` (BIG-bench)"),
     ("role.jsonl", GOOD + b'{"messages": [{"role": "user", "content": "Q"}, {"role": "bot", "content": "A"}]}\n', 2,
-     "message 2 has unknown role 'bot'; use system, user or assistant"),
+     "message 2 has unknown role 'bot'; use system, user, assistant or tool"),
     ("empty_reply.jsonl", GOOD + b'{"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", '
                                  b'"content": ""}]}\n', 2,
      "message 2 (assistant) is empty: give the reply or drop the row"),

@@ -25,12 +25,14 @@ _EXPORTS = {
     "compare": "sftkit.api",
     "safety": "sftkit.api",
     "curate": "sftkit.api",
+    "export": "sftkit.api",
     "TrainResult": "sftkit.results",
     "DPOResult": "sftkit.results",
     "EvalResult": "sftkit.results",
     "CompareResult": "sftkit.results",
     "SafetyResult": "sftkit.results",
     "CurateResult": "sftkit.results",
+    "ExportResult": "sftkit.results",
     "UserError": "sftkit.errors",
     "ConfigError": "sftkit.errors",
 }
@@ -38,13 +40,14 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
-    from sftkit.api import compare, curate, dpo, evaluate, safety, train
+    from sftkit.api import compare, curate, dpo, evaluate, export, safety, train
     from sftkit.config import load_config
     from sftkit.curate.config import CurateConfig
     from sftkit.errors import ConfigError, UserError
     from sftkit.recipes.dpo_config import DPOConfig
     from sftkit.recipes.sft_config import SFTConfig
-    from sftkit.results import CompareResult, CurateResult, DPOResult, EvalResult, SafetyResult, TrainResult
+    from sftkit.results import (CompareResult, CurateResult, DPOResult, EvalResult, ExportResult, SafetyResult,
+                                TrainResult)
 
 
 def __getattr__(name: str):

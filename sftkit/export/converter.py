@@ -52,7 +52,7 @@ def _download_sdist(into: Path) -> Path:
     requirement.write_text(f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION} --hash=sha256:{LLAMA_CPP_PYTHON_SHA256}\n")
     command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
                "--require-hashes", "-r", str(requirement), "-d", str(into)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     found = sorted(into.glob("llama_cpp_python-*.tar.gz"))
     if done.returncode != 0 or not found:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -105,7 +105,7 @@ def convert(model_dir: Path, out_file: Path, out_type: str, log_file: Path) -> N
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     env.pop("NO_LOCAL_GGUF", None)  # the converter must use the gguf-py it ships with
     with open(log_file, "w", encoding="utf-8") as log:
-        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
     if done.returncode != 0:
         lines = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()
         reason = next((line for line in reversed(lines) if "Error" in line or "error" in line), lines[-1] if lines

@@ -16,10 +16,22 @@ from pathlib import Path
 from sftkit.errors import UserError
 from sftkit.export import checks as export_checks
 from sftkit.export import hf, ollama
-from sftkit.export.gguf import QUANTS, tensor_types, type_counts, write_gguf
+from sftkit.export.gguf import QUANTS, read_gguf, type_counts, write_gguf
 from sftkit.export.quantize import K_QUANTS, require_llama_cpp
-from sftkit.export.report import REPORT_NAME, failed_checks, ollama_command, vllm_commands
-from sftkit.export.source import ExportSource, load_merged, load_reference, load_source_tokenizer, resolve_source
+from sftkit.export.report import (
+    REPORT_NAME,
+    failed_checks,
+    ollama_command,
+    vllm_commands,
+)
+from sftkit.export.source import (
+    DEFAULT_CONTEXT_TOKENS,
+    ExportSource,
+    load_merged,
+    load_reference,
+    load_source_tokenizer,
+    resolve_source,
+)
 
 FORMATS = ("hf", "gguf", "ollama")
 DEFAULT_QUANT = "q8_0"
@@ -68,8 +80,12 @@ def _check_space(staging: Path, num_params: int, fmt: str, dtype: str, quant: st
     needed = int(num_params * per_param * 1.05)
     free = shutil.disk_usage(staging).free
     if free < needed:
-        raise UserError(f"{staging.parent}: not enough free space for this export (needs about {needed / 2**30:.1f} "
-                        f"GiB, {free / 2**30:.1f} GiB free): free some space or pass --output on a larger disk")
+        raise UserError(f"{staging.parent}: not enough free space for this export (needs about {_size(needed)}, "
+                        f"{_size(free)} free): free some space or pass --output on a larger disk")
+
+
+def _size(num_bytes: int) -> str:
+    return f"{num_bytes / 2**30:.1f} GiB" if num_bytes >= 2**30 else f"{num_bytes / 2**20:.1f} MiB"
 
 
 def finalise(staging: Path, out: Path, report: dict) -> None:
@@ -173,11 +189,13 @@ def _describe(source: ExportSource) -> dict:
 
 def _write_hf(source, inputs, staging: Path, out: Path, dtype: str, max_lora_rank, verify: bool,
               report: dict) -> dict:
+    from sftkit.models import load_tokenizer
+
     hf.write_model(inputs.merged, inputs.tokenizer, staging, dtype, inputs.end_ids)
     adapter_out = None
     if source.adapter_dir is not None:
         problems, notes = hf.adapter_problems(source.adapter_dir, max_lora_rank)
-        changed = hf.tokenizer_changed(load_source_tokenizer_of(source.base_model), inputs.tokenizer)
+        changed = hf.tokenizer_changed(load_tokenizer(source.base_model), inputs.tokenizer)
         problems += [changed + " (vLLM serves adapter requests with the base's tokenizer)"] if changed else []
         if problems:
             report["notes"].append("no adapter export for vLLM: " + "; ".join(problems) + ". Serve the merged model")
@@ -191,15 +209,8 @@ def _write_hf(source, inputs, staging: Path, out: Path, dtype: str, max_lora_ran
     return export_checks.hf_checks(inputs, staging, dtype) if verify else {}
 
 
-def load_source_tokenizer_of(name: str):
-    from sftkit.models import load_tokenizer
-
-    return load_tokenizer(name)
-
-
 def _write_gguf(source, inputs, staging: Path, out: Path, fmt: str, quant: str, go_template, family, verify: bool,
                 say, report: dict) -> dict:
-    from sftkit.export.gguf import metadata
     from sftkit.paths import cache_dir
 
     hf_stage = staging / ".hf-fp32"
@@ -207,23 +218,23 @@ def _write_gguf(source, inputs, staging: Path, out: Path, fmt: str, quant: str, 
     gguf_file = staging / ("model.gguf" if fmt == "ollama" else f"model-{quant}.gguf")
     say(f"converting to GGUF ({quant}) with llama.cpp's converter")
     write_gguf(hf_stage, gguf_file, quant, cache_dir("logs") / "export-convert.log")
-    types = tensor_types(gguf_file)
+    meta, types = read_gguf(gguf_file)
     report["tensor_types"] = type_counts(types)
-    num_ctx = source.context_tokens or min(inputs.merged.config.max_position_embeddings, 4096)
+    num_ctx = source.context_tokens or min(inputs.merged.config.max_position_embeddings, DEFAULT_CONTEXT_TOKENS)
     checks = {}
     if verify:
         say("verifying the GGUF file")
-        checks = export_checks.gguf_checks(inputs, gguf_file, quant, types, hf_stage, num_ctx)
+        checks = export_checks.gguf_checks(inputs, gguf_file, quant, meta, types, hf_stage)
     shutil.rmtree(hf_stage)
     if fmt == "gguf":
-        report["commands"] = {"llama.cpp": f"llama-cli -m {out / gguf_file.name} -cnv"}
+        report["commands"] = {"llama.cpp": f"llama-server -m {out / gguf_file.name}"}
         return checks
-    meta = metadata(gguf_file)
     bos_text = inputs.tokenizer.convert_ids_to_tokens(meta["bos_token_id"]) if meta["add_bos_token"] else ""
     system = ollama.default_system(inputs.tokenizer)
     stops = [inputs.tokenizer.convert_ids_to_tokens(i) for i in inputs.end_ids]
     ollama.write_modelfile(staging, ollama.modelfile(gguf_file.name, go_template, stops, system, num_ctx))
-    checks["ollama_template"] = export_checks.template_check(go_template, inputs.tokenizer, system, bos_text)
-    checks["ollama_template"]["family"] = family or "user template (--template)"
+    if verify:
+        checks["ollama_template"] = export_checks.template_check(go_template, inputs.tokenizer, system, bos_text)
+        checks["ollama_template"]["family"] = family or "user template (--template)"
     report["commands"] = {"ollama": ollama_command(out, ollama.model_name(source.display_name))}
     return checks

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
+_ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.DOTALL)
 _TOKEN = re.compile(r'\s*(?:(?P<str>"(?:\\.|[^"\\])*"|`[^`]*`)|(?P<num>-?\d+)|(?P<op>:=|=|,|\(|\))'
                     r'|(?P<var>\$\w*(?:\.\w+)*)|(?P<field>(?:\.\w+)+|\.)|(?P<ident>\w+))')
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
@@ -200,7 +200,7 @@ def _pipeline(tokens, dot, scope: _Scope):
     if name == "or":
         return next((v for v in values if truthy(v)), values[-1])
     functions = {"not": lambda v: not truthy(v), "len": len, "index": lambda v, *keys: _index(v, keys),
-                 "slice": lambda v, *bounds: v[slice(*bounds)]}
+                 "slice": lambda v, *bounds: v[slice(*bounds) if len(bounds) > 1 else slice(*bounds, None)]}
     if name not in functions:
         raise GoTemplateError(f"function {name!r} is not supported by this renderer")
     return functions[name](*values)

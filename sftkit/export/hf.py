@@ -53,12 +53,12 @@ def write_model(model, tokenizer, out_dir: Path, dtype: str, end_ids: list[int])
     from transformers import GenerationConfig
 
     torch_dtype = DTYPES[dtype]
-    saved_dtype = model.config.dtype
-    model.config.dtype = torch_dtype
-    try:
-        model.save_pretrained(out_dir, state_dict=_cast_state_dict(model, torch_dtype), safe_serialization=True)
-    finally:
-        model.config.dtype = saved_dtype
+    model.save_pretrained(out_dir, state_dict=_cast_state_dict(model, torch_dtype), safe_serialization=True)
+    # save_pretrained records the dtype of the model in memory (fp32); servers pick their default dtype from it
+    config_file = out_dir / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["dtype"] = str(torch_dtype).removeprefix("torch.")
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     tokenizer.save_pretrained(out_dir)
     keep_one_chat_template(out_dir)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_ids[0]

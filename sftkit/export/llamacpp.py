@@ -13,6 +13,7 @@ as the run uses it in transformers:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ EXACT_TYPES = ("f32", "f16")  # rounding only: greedy replies must equal the fp3
 
 def open_gguf(path: Path, num_ctx: int, num_threads: int | None = None):
     llama_cpp = require_llama_cpp("the llama.cpp checks")
-    threads = num_threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1
+    threads = num_threads or int(os.environ.get("OMP_NUM_THREADS", "0")) or os.cpu_count() or 1
     return llama_cpp.Llama(model_path=str(path), n_ctx=num_ctx, n_batch=min(512, num_ctx), logits_all=True,
                            n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)
 
@@ -52,10 +53,13 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def check_logits(llm, id_lists: list[list[int]], hf_logits: list[np.ndarray]) -> dict:
-    """Teacher-forced next-token agreement: top-1 agreement share and mean KL(HF || llama.cpp) per position."""
+def check_logits(llm, id_lists: list[list[int]], hf_logits: Callable[[list[int]], np.ndarray]) -> dict:
+    """Teacher-forced next-token agreement: top-1 agreement share and mean KL(HF || llama.cpp) per position.
+    `hf_logits(ids)` gives the reference logits of one sequence (computed one at a time: all of them at once
+    would be sequences x positions x vocabulary floats)."""
     agree, positions, kl = 0, 0, 0.0
-    for ids, expected in zip(id_lists, hf_logits):
+    for ids in id_lists:
+        expected = hf_logits(ids)
         llm.reset()
         llm.eval(ids)
         got = np.array(llm.scores[:len(ids)], dtype=np.float64)

@@ -62,21 +62,21 @@ def gguf_hf_names(model, arch: str, num_layers: int) -> dict[str, str]:
     names = gguf.get_tensor_name_map(arch_id, num_layers)
     out = {}
     for hf_name in model.state_dict():
-        base, dot, suffix = hf_name.rpartition(".")
+        base, _, suffix = hf_name.rpartition(".")
         mapped = names.get_name(base)
         if mapped is not None:
             out[hf_name] = f"{mapped}.{suffix}"
     return out
 
 
-def check_gguf_weights(gguf_file: Path, merged_model, types: dict[str, str]) -> dict:
+def check_gguf_weights(gguf_file: Path, merged_model, types: dict[str, str], arch: str) -> dict:
     """Load the GGUF with transformers' GGUF reader (it dequantizes and undoes llama.cpp's row permutations) and
     compare every tensor with the merged fp32 weights, by the bound of the type it was written in."""
     from transformers import AutoModelForCausalLM
 
     read = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
     read_state, merged_state = read.state_dict(), merged_model.state_dict()
-    mapping = gguf_hf_names(merged_model, _arch(gguf_file), merged_model.config.num_hidden_layers)
+    mapping = gguf_hf_names(merged_model, arch, merged_model.config.num_hidden_layers)
     tensors, by_type = {}, {}
     for name, merged in merged_state.items():
         gguf_name = mapping.get(name)
@@ -101,12 +101,6 @@ def check_gguf_weights(gguf_file: Path, merged_model, types: dict[str, str]) -> 
             "failed_tensors": failed[:10], "bounds": "F32 exact; F16/BF16 equal to the round-to-nearest-even cast; "
             "Q8_0 per block |err| <= d/2 + 127|fp16(d)-d| + 127d*2^-22, d = max|w|/127; other types: reported only",
             "gguf_config": {k: getattr(read.config, k, None) for k in CONFIG_KEYS}}
-
-
-def _arch(gguf_file: Path) -> str:
-    from sftkit.export.gguf import metadata
-
-    return metadata(gguf_file)["architecture"]
 
 
 def check_gguf_metadata(meta: dict, gguf_config: dict, model, tokenizer, end_ids: list[int]) -> dict:

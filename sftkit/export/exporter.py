@@ -3,7 +3,8 @@ and renamed into place only when complete (so a failure leaves nothing half-writ
 
 Layout: hf -> OUT/{model.safetensors, config.json, tokenizer files, chat_template.jinja, generation_config.json}
 plus OUT/adapter/ for an adapter vLLM can serve; gguf -> OUT/model-QUANT.gguf; ollama -> OUT/{model.gguf,
-Modelfile}. Each has OUT/export_report.json. Default OUT: RUN/export/FORMAT (exports/NAME/FORMAT for a model).
+Modelfile}. Each has OUT/export_report.json and a short model card OUT/README.md. Default OUT:
+RUN/export/FORMAT (exports/NAME/FORMAT for a model).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from sftkit.export import hf, ollama
 from sftkit.export.gguf import QUANTS, read_gguf, type_counts, write_gguf
 from sftkit.export.quantize import K_QUANTS, require_llama_cpp
 from sftkit.export.report import (
+    CARD_NAME,
     REPORT_NAME,
     failed_checks,
+    model_card,
     ollama_command,
     vllm_commands,
 )
@@ -91,10 +94,10 @@ def _size(num_bytes: int) -> str:
 def finalise(staging: Path, out: Path, report: dict) -> None:
     """Move the complete export into place (replacing an old one under --force). Everything that belongs in an
     export directory is written into `staging` before this point; this is the one place it becomes visible."""
-    # A model card (README.md) for the export is to be written into `staging` here, before the rename.
     from sftkit.training.run_dir import write_json
 
     write_json(staging / REPORT_NAME, report)
+    (staging / CARD_NAME).write_text(model_card(report), encoding="utf-8")
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
     if out.exists():
         out.rename(old)

@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 REPORT_NAME = "export_report.json"
+CARD_NAME = "README.md"
 
 
 def vllm_commands(out_dir: Path, served_name: str, dtype: str, base_model: str | None,
@@ -54,3 +55,23 @@ def _numbers(check: dict) -> str:
     keys = ("top1_agreement", "mean_kl", "identical_tokens", "same_text", "stopped_by_itself", "num_prompts")
     shown = [f"{k}={check[k]:.4g}" if isinstance(check[k], float) else f"{k}={check[k]}" for k in keys if k in check]
     return f" ({', '.join(shown)})" if shown else ""
+
+
+def model_card(report: dict) -> str:
+    """A short README.md for the export directory: what the files are, where they came from, whether the checks
+    passed and how to serve them (the numbers stay in export_report.json)."""
+    source = report["source"]
+    kind = report["quant"] or report["dtype"]
+    checks = report["checks"]
+    state = ("not verified (--no-verify)" if not report["verified"] else "all passed" if report["passed"]
+             else "FAILED: " + ", ".join(failed_checks(checks)))
+    lines = ["---", "library_name: " + ("transformers" if report["format"] == "hf" else "gguf"),
+             "tags: [sftkit, export-" + report["format"] + "]", "---", "",
+             f"# {Path(report['output_dir']).name} ({report['format']}, {kind})", "",
+             f"Exported by `sftkit export` from `{source['name']}` (base model `{source['base_model']}`"
+             + (", LoRA adapter merged in fp32" if source["adapter"] else "") + ").", "",
+             (f"Checks against the model it came from: {state}. Details, file sizes and tensor types: "
+              f"`{REPORT_NAME}`."), ""]
+    for what, command in report["commands"].items():
+        lines += [f"Serve ({what}):", "", "```", command, "```", ""]
+    return "\n".join(lines)

@@ -32,6 +32,15 @@ def test_hf_export_files_and_checks(hf_export, export_run):
     assert not list(out.parent.glob(".out.partial-*"))
 
 
+def test_hf_export_has_a_model_card_with_its_source_checks_and_serve_commands(hf_export, export_run):
+    out, report = hf_export
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\nlibrary_name: transformers\ntags: [sftkit, export-hf]\n---\n")
+    assert "# out (hf, bf16)" in card and f"from `{export_run}`" in card and "LoRA adapter merged in fp32" in card
+    assert "Checks against the model it came from: all passed." in card
+    assert report["commands"]["merged"] in card and report["commands"]["adapter"] in card
+
+
 def test_hf_weights_are_the_fp32_merge_rounded_to_bf16(hf_export, export_run):
     from sftkit.export.source import load_merged, resolve_source
 

@@ -1,24 +1,11 @@
 """Export fixtures: a run directory over a tiny random Llama (real SmolLM2 tokenizer and chat template) with a
-non-zero LoRA adapter, and the rule for the tests that need llama.cpp."""
+non-zero LoRA adapter, and GGUF exports of it."""
 
 from __future__ import annotations
-
-import importlib.util
-import os
 
 import pytest
 
 from tests.export.runs import make_run
-
-
-def require_llama_cpp() -> None:
-    """Skip without llama-cpp-python on a user's machine; under CI (CI=true) its absence is a failure, since
-    `make test` installs the extra sftkit[gguf] and these tests must run there."""
-    if importlib.util.find_spec("llama_cpp") is not None:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail("CI=true but llama-cpp-python is not installed: `make test` installs the extra sftkit[gguf]")
-    pytest.skip("needs the extra sftkit[gguf] (llama-cpp-python): pip install -e '.[gguf]'")
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,13 @@
-"""A fake `sftkit train` run directory for export tests (plain helpers; fixtures are in conftest.py)."""
+"""A fake `sftkit train` run directory for export tests, and the rule for the tests that need llama.cpp (plain
+helpers; fixtures are in conftest.py)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 
+import pytest
 import yaml
 
 
@@ -25,3 +29,13 @@ def make_run(path, base_dir, tokenizer, **lora):
     (path / "data").mkdir()
     (path / "data" / "test.jsonl").write_text("".join(json.dumps(conversation(i)) + "\n" for i in range(3)))
     return path
+
+
+def require_llama_cpp() -> None:
+    """Skip without llama-cpp-python on a user's machine; under CI (CI=true) its absence is a failure, since
+    `make test` installs the extra sftkit[gguf] and these tests must run there."""
+    if importlib.util.find_spec("llama_cpp") is not None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail("CI=true but llama-cpp-python is not installed: `make test` installs the extra sftkit[gguf]")
+    pytest.skip("needs the extra sftkit[gguf] (llama-cpp-python): pip install -e '.[gguf]'")

@@ -23,11 +23,23 @@ def test_the_package_name_stays_callable_once_its_modules_are_imported(export_ru
     import sftkit.export.exporter  # sets the attribute sftkit.export to the package
 
     result = sftkit.export(export_run, "hf", dtype="fp32", output=tmp_path / "out", verify=False)
-    assert result.passed is None and (tmp_path / "out" / "model.safetensors").is_file()
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    assert result.checks == {} and result.passed is None and result.verified is False  # --no-verify runs no check
 
 
-def test_no_verify_runs_no_check(export_run, tmp_path):
-    result = sftkit.export(export_run, "ollama", "f32", output=tmp_path / "out", verify=False)
-    assert result.checks == {} and result.passed is None and result.verified is False
-    assert (tmp_path / "out" / "Modelfile").read_text().startswith("FROM ./model.gguf\n")
+def test_ollama_export_writes_a_checked_modelfile(export_run, tmp_path, tokenizer):
+    from sftkit.export.ollama import default_system
+
+    system = default_system(tokenizer)
+    assert system.startswith("You are a helpful AI assistant named SmolLM")
+    result = sftkit.export(export_run, "ollama", "f16", output=tmp_path / "out")
+    template = result.checks["ollama_template"]
+    assert template["passed"] is True and template["family"] == "chatml"
+    assert result.passed is True
+    modelfile = (tmp_path / "out" / "Modelfile").read_text()
+    assert modelfile.startswith('FROM ./model.gguf\nTEMPLATE """')
+    # the run's data.max_length is 96; <|im_end|> is the SmolLM2 tokenizer's end of turn and EOS
+    assert modelfile.endswith(f'"""\nSYSTEM """{system}"""\nPARAMETER stop "<|im_end|>"\n'
+                              'PARAMETER num_ctx 96\n')
     assert result.commands == {"ollama": f"ollama create {export_run.name.lower()} -f {tmp_path / 'out' / 'Modelfile'}"}
+    assert result.files.keys() == {"model.gguf", "Modelfile"}

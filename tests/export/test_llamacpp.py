@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.export.conftest import require_llama_cpp
+from tests.export.runs import require_llama_cpp
 
 
 @pytest.fixture(autouse=True)

@@ -59,6 +59,7 @@ class StepProbe:
 def run_sftkit(spec: RunSpec) -> dict:
     """The product's own loop. The probe only observes: it wraps the recipe's collate and progress reporter."""
     import sftkit.recipes.sft as recipe
+    import sftkit.training.loop as runtime
     from sftkit.recipes.sft_config import SFTConfig
 
     probe = StepProbe()
@@ -70,7 +71,7 @@ def run_sftkit(spec: RunSpec) -> dict:
                           batch.num_trained_tokens)
         return batch
 
-    class ProbeReporter(recipe.Reporter):
+    class ProbeReporter(runtime.Reporter):
         def start_loop(self, total_steps, done):
             probe.loop_start_time, probe.loop_start_cpu_time = time.perf_counter(), time.process_time()
             super().start_loop(total_steps, done)
@@ -79,7 +80,7 @@ def run_sftkit(spec: RunSpec) -> dict:
             probe.step_end(row["train_loss"])
             super().step(row)
 
-    recipe.collate, recipe.Reporter = counting_collate, ProbeReporter
+    recipe.collate, runtime.Reporter = counting_collate, ProbeReporter  # the runtime makes the recipe's reporter
     config = SFTConfig.model_validate({
         "model": {"name": spec.model},
         "data": {"train_path": spec.data_path, "val_fraction": 0.0, "test_fraction": 0.0,
@@ -96,7 +97,7 @@ def run_sftkit(spec: RunSpec) -> dict:
         shutil.rmtree(Path(config.output_dir) / name, ignore_errors=True)  # exports are not measured; free the disk
     if len(probe.steps) != spec.num_steps:
         raise RuntimeError(f"the probe saw {len(probe.steps)} steps, the recipe ran {summary.get('steps')}: the "
-                           "recipe no longer reports through sftkit.recipes.sft.Reporter; update bench/worker.py")
+                           "recipe no longer reports through sftkit.training.loop.Reporter; update bench/worker.py")
     return {"trainable_params": summary["trainable_params"], "total_params": summary["total_params"],
             "loop_start_time": probe.loop_start_time, "loop_start_cpu_time": probe.loop_start_cpu_time,
             "steps": probe.steps, "peak_rss_mb": probe.peak_rss_mb, "peak_gpu_mb": probe.peak_gpu_mb,

@@ -87,7 +87,7 @@ def evaluate(model: str = "default", tasks: list[str] | str = (), *, suite: bool
     """`sftkit eval`: metrics with n and 95% intervals for a model or run on task specs (`bigbench:NAME`, data
     files, lm-eval-style JSONL, `perplexity:...`); `settings` are EvalSettings fields (max_new_tokens, metric,
     extract, dtype, ...)."""
-    from sftkit.eval.evaluator import EvalSettings
+    from sftkit.eval.settings import EvalSettings
     from sftkit.eval.evaluator import evaluate as run_eval
     from sftkit.eval.suite import DEFAULT_MAX_EXAMPLES, load_suite
     from sftkit.eval.tasks import load_task

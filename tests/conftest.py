@@ -6,8 +6,17 @@ the real tokenizer and chat template without a network.
 
 from __future__ import annotations
 
+import json
+
 import pytest
-import torch
+import yaml
+
+from tests.helpers import (
+    arithmetic_conversation,
+    make_tiny_model,
+    tuned_lora_model,
+    write_jsonl,
+)
 
 
 @pytest.fixture(scope="session")
@@ -22,19 +31,6 @@ def tokenizer(default_dir):
     from sftkit.models import load_tokenizer
 
     return load_tokenizer(str(default_dir))
-
-
-def make_tiny_model(seed: int = 0, num_layers: int = 2, hidden: int = 64):
-    """A 2-layer Llama with SmolLM2's vocabulary and special-token ids, random weights."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=49152, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=num_layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
-        bos_token_id=1, eos_token_id=2, pad_token_id=2, attn_implementation="sdpa",
-    )
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(config).float()
 
 
 @pytest.fixture(scope="session")
@@ -68,3 +64,24 @@ def run_cli(monkeypatch, capsys):
         captured = capsys.readouterr()
         return code, captured.out, captured.err
     return invoke
+
+
+@pytest.fixture(scope="session")
+def fake_run(tmp_path_factory, tiny_model_dir, tokenizer):
+    """RUN/{summary.json, config.yaml, adapter/, data/{train,val,test}.jsonl} with the tiny model as base."""
+    from sftkit.config import LoraSection
+
+    run = tmp_path_factory.mktemp("run")
+    model = tuned_lora_model(tiny_model_dir, LoraSection(r=4, alpha=8, dropout=0.0))
+    model.save_pretrained(run / "adapter")
+    tokenizer.save_pretrained(run / "adapter")  # as sftkit.training.run_dir.export_model writes it
+    (run / "summary.json").write_text(json.dumps({"base_model": str(tiny_model_dir), "method": "lora"}))
+    config = {"model": {"name": str(tiny_model_dir)},
+              "eval": {"after_training": True, "shots": 2, "max_new_tokens": 4, "metric": "normalized_exact_match",
+                       "suite": None, "suite_max_examples": 200, "safety": False}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    rows = [arithmetic_conversation(i) for i in range(24)]
+    write_jsonl(run / "data" / "train.jsonl", rows[:14])
+    write_jsonl(run / "data" / "val.jsonl", rows[14:18])
+    write_jsonl(run / "data" / "test.jsonl", rows[18:])
+    return run

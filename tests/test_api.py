@@ -76,3 +76,11 @@ def test_train_takes_a_datasets_dataset(tmp_path, tiny_model_dir):
                                            train={"max_steps": 1, "micro_batch_size": 4}),
                           train_data=ds, quiet=True)
     assert result.steps == 1 and result.num_train_examples + result.num_val_examples == len(ROWS)
+
+
+def test_the_command_line_starts_without_torch():
+    """`sftkit --help` and the config checks before a model loads import no torch (it takes seconds)."""
+    code = "import sys, sftkit.cli; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(sftkit.__file__).parents[1]).stdout.split()
+    assert out == ["False", "False"]

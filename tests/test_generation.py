@@ -10,7 +10,7 @@ import torch
 
 from sftkit.errors import UserError
 from sftkit.generation import Reply, generate, generate_replies, render_prompt, stop_token_ids
-from tests.conftest import make_tiny_model
+from tests.helpers import make_tiny_model
 
 END_OF_TURN = 2  # <|im_end|>, SmolLM2's tokenizer EOS and the chat template's end-of-turn token
 END_OF_TEXT = 0  # <|endoftext|>

@@ -21,7 +21,7 @@ from sftkit.data.batching import collate, epoch_order, split_step, step_indices,
 from sftkit.errors import UserError
 from sftkit.training.loss import CausalLMLoss
 from sftkit.recipes.sft import train
-from tests.recipes.test_sft import adapter_weights, write_data
+from tests.helpers import adapter_weights, write_sft_data
 from tests.recipes.trajectory import LOSS_RTOL
 
 
@@ -120,7 +120,7 @@ def test_14_trust_remote_code_off_by_default_and_refused(tmp_path, tiny_model_di
     # the same for a run's config: only the config in force (`model.trust_remote_code`) decides
     from sftkit.config import load_config
 
-    data = write_data(tmp_path / "d.jsonl", n=4)
+    data = write_sft_data(tmp_path / "d.jsonl", n=4)
     (tmp_path / "c.yaml").write_text(f"model:\n  name: {remote}\ndata:\n  train_path: {data}\n"
                                      f"  trust_remote_code: true\n")
     with pytest.raises(UserError, match="trust_remote_code"):
@@ -200,7 +200,7 @@ def test_25_adapter_reload_identical_logits(tmp_path, tiny_model_dir):
 
 
 def test_09_10_resume_with_changed_config_honours_and_logs(tmp_path, tiny_model_dir, capsys):
-    data = write_data(tmp_path / "d.jsonl", n=20)
+    data = write_sft_data(tmp_path / "d.jsonl", n=20)
     raw = {"model": {"name": str(tiny_model_dir)}, "data": {"train_path": str(data), "val_fraction": 0.2},
            "train": {"max_steps": 2, "micro_batch_size": 4, "save_every": 1, "learning_rate": 1e-3,
                      "warmup_ratio": 0.0, "lr_scheduler": "constant"},

@@ -15,6 +15,7 @@ from sftkit.cli import run  # noqa: F401  isort: skip
 from sftkit.cli import generate  # noqa: F401  isort: skip
 from sftkit.cli import evaluate  # noqa: F401  isort: skip
 from sftkit.cli import data  # noqa: F401  isort: skip
+from sftkit.cli import curate  # noqa: F401  isort: skip
 from sftkit.cli import export  # noqa: F401  isort: skip
 from sftkit.cli.root import app, console
 from sftkit.errors import UserError

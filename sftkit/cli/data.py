@@ -1,4 +1,4 @@
-"""`sftkit data fetch|inspect|curate`: get, audit and curate training data."""
+"""`sftkit data fetch|inspect`: get and audit training data (`data curate` is in cli/curate.py)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ def data_inspect(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ):
     """Audit data: rows read and skipped, token statistics, and exactly which tokens are trained."""
+    from sftkit.data.dataset import NoUsableRowsError
     from sftkit.data.inspect import inspect_data
     from sftkit.models import load_tokenizer
 
@@ -54,8 +55,8 @@ def data_inspect(
     try:
         result = inspect_data(data if len(data) > 1 else data[0], tokenizer, max_length, fmt,
                               "skip" if skip_bad_rows else "error", overlong, train_on, examples)
-    except UserError as exc:  # every row bad: the rejects file is what explains it
-        if rejects and getattr(exc, "report", None) is not None:
+    except NoUsableRowsError as exc:  # every row bad: the rejects file is what explains it
+        if rejects:
             exc.report.write_rejects(rejects)
             exc.message += f"; the skipped rows are in {rejects}"
         raise
@@ -87,29 +88,3 @@ def data_inspect(
         root.out.rule(Text(f"{ex['source']}:{ex['line']}  {ex['num_trained_tokens']}/{ex['num_tokens']} tokens trained "
                       "(highlighted)"))
         root.out.print(text)
-
-
-@data_app.command("curate")
-def data_curate(
-    inputs: Annotated[list[str], typer.Argument(help="file(s), directory, bigbench:TASK or hub dataset id")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="curated JSONL; OUT.rejects.jsonl goes beside it", readable=False)],
-    target: Annotated[Optional[int], typer.Option(help="keep at most N rows, ranked by score with diversity")] = None,
-    decontaminate: Annotated[Optional[list[str]], typer.Option(help="evaluation set to decontaminate against (repeat, or a comma-separated list)")] = None,
-    report: Annotated[Optional[Path], typer.Option(help="report JSON (default OUT.report.json)", readable=False)] = None,
-    config: Annotated[Optional[Path], typer.Option(help="YAML file whose `curate:` section configures the stages", readable=False)] = None,
-    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="override inside curate:, e.g. --set near.threshold=0.7")] = None,
-    model: Annotated[Optional[str], typer.Option(help="tokenizer for token lengths (and IFD model)")] = None,
-    max_length: Annotated[Optional[int], typer.Option(help="target training length in tokens")] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", help="auto, messages, sharegpt, alpaca, prompt_completion, bigbench")] = None,
-    pii: Annotated[Optional[str], typer.Option(help="rows with PII: drop, mask or keep")] = None,
-    score: Annotated[Optional[str], typer.Option(help="ranking score for --target: heuristic or ifd")] = None,
-    semantic: Annotated[Optional[bool], typer.Option("--semantic/--no-semantic", help="semantic dedup (embed extra)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary instead of tables")] = False,
-):
-    """Curate SFT data: dedup, quality filters, decontamination, PII, selection; every dropped row goes to the
-    rejects file with its reasons."""
-    from sftkit.curate.command import build_config, run_curate
-
-    cfg = build_config(str(config) if config else None, overrides or [], decontaminate or [], target=target,
-                       model=model, max_length=max_length, fmt=fmt, pii=pii, score=score, semantic=semantic)
-    run_curate(inputs, str(output), cfg, str(report) if report else None, root.out, as_json)

@@ -18,6 +18,7 @@ from sftkit.curate.config import CurateConfig
 from sftkit.curate.features import Features, compute_features
 from sftkit.curate.text import conversation_text
 from sftkit.errors import UserError
+from sftkit.paths import check_output, check_spec
 
 STAGES = ("validate", "exact_dedup", "near_dedup", "semantic_dedup", "quality", "decontaminate", "pii", "select")
 _EMBED_CHARS = 2000  # text per row given to the embedding model (MiniLM reads ~256 tokens anyway)
@@ -71,6 +72,10 @@ class _Run:
         return self.feats.heuristic + 1e6 * passes
 
 
+def _jsonl_line(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=str) + "\n"
+
+
 def curate(inputs: list[str], output: str | Path, config: CurateConfig | None = None,
            report_path: str | Path | None = None) -> dict:
     """Curate `inputs` into `output`; write the rejects file and the report. Returns the report."""
@@ -79,6 +84,12 @@ def curate(inputs: list[str], output: str | Path, config: CurateConfig | None = 
 
     config = config or CurateConfig()
     out_path, rejects_path, report_file = output_paths(output, report_path)
+    # wrong paths stop before any row is read
+    for path, what in zip((out_path, rejects_path, report_file), ("-o/--output", "the rejects file", "--report")):
+        check_output(path, what, "file")
+    for spec in config.decontam.eval:
+        check_spec("data", spec, "decontamination set")
+    check_spec("model", config.model, "curate.model")
     for spec in inputs:
         if Path(spec).exists() and Path(spec).resolve() in {p.resolve() for p in (out_path, rejects_path, report_file)}:
             raise UserError(f"output {out_path} would overwrite the input {spec}: choose another -o path")
@@ -225,7 +236,6 @@ def _write(run: _Run, loader_rejects: list[dict], out_path: Path, rejects_path: 
     from sftkit.data.formats import detect_format
 
     detector = PIIDetector(run.config.pii.detect)
-    dumps = lambda obj: json.dumps(obj, ensure_ascii=False, default=str) + "\n"  # noqa: E731
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with open(out_path, "w", encoding="utf-8") as handle:
         for row in np.nonzero(run.alive)[0].tolist():
@@ -235,7 +245,7 @@ def _write(run: _Run, loader_rejects: list[dict], out_path: Path, rejects_path: 
                 raw = {**raw, "messages": ex.messages}
             elif ex.context:  # a row kept in its own format must still render as it did (BIG-bench task prefix)
                 raw = {**{k: v for k, v in ex.context.items() if v is not None}, **raw}
-            handle.write(dumps(detector.mask_row(raw) if row in masked else raw))
+            handle.write(_jsonl_line(detector.mask_row(raw) if row in masked else raw))
     rank: dict[str, int] = {}
     for ex in run.examples:
         rank.setdefault(ex.source, len(rank))
@@ -253,4 +263,4 @@ def _write(run: _Run, loader_rejects: list[dict], out_path: Path, rejects_path: 
     entries.sort(key=lambda e: (rank.get(e[0], len(rank)), e[0] if e[0] not in rank else "", e[1]))
     with open(rejects_path, "w", encoding="utf-8") as handle:
         for _, _, entry in entries:
-            handle.write(dumps(entry))
+            handle.write(_jsonl_line(entry))

@@ -1,4 +1,6 @@
-"""BIG-bench tasks from the official `bigbench==1.0.0` sdist on PyPI, fetched once and extracted per task.
+"""BIG-bench in one place: tasks from the official `bigbench==1.0.0` sdist on PyPI (fetched once, extracted per
+task), their rows, and both prompt renderings (a chat user turn for training; BIG-bench's own zero-shot text
+for multiple-choice scoring).
 
 `pip download --no-deps bigbench==1.0.0` cannot be used as is: pip prepares the sdist's metadata, which
 declares a direct-URL dependency, and then refuses the download. So the sdist is located through the
@@ -26,7 +28,9 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from sftkit.data.readers import Row
+import numpy as np
+
+from sftkit.data.rows import Row, RowError
 from sftkit.errors import UserError
 from sftkit.paths import cache_dir
 
@@ -221,3 +225,66 @@ def rows_from_task(task: dict, source: str) -> Iterator[Row]:
         raise UserError("task.json has no examples", source)
     for index, example in enumerate(examples, start=1):
         yield Row(dict(example), source, index, extra=dict(extra))
+
+# ---- the two prompt renderings --------------------------------------------------------------------------
+# Training and generation tasks use `chat_prompt` as a chat user turn (the chat template adds the rest);
+# multiple-choice scoring uses BIG-bench's own zero-shot text (`scoring_prompt`) with its whitespace rule
+# (`choice_prompt`), as bigbench/api/json_task.py scores a model.
+
+CONTEXT_KEYS = ("task_prefix", "example_input_prefix", "example_output_prefix", "choice_prefix",
+                "append_choices_to_input")
+
+
+def chat_prompt(data: dict, extra: dict) -> str:
+    """The user turn of a BIG-bench example: task prefix, input, and the answer choices of a multiple-choice
+    example unless the task sets `append_choices_to_input: false`.
+
+    The task-level context comes from `extra` (read from task.json) or, for rows written out on their own (a
+    curated file in `keep` format), from the same keys in the row itself.
+    """
+    extra = {**{k: data[k] for k in CONTEXT_KEYS if k in data}, **extra}
+    prefix = extra.get("task_prefix") or ""
+    text = prefix + (extra.get("example_input_prefix") or "") + str(data["input"])
+    scores = data.get("target_scores")
+    if isinstance(scores, dict) and scores and extra.get("append_choices_to_input", True):
+        choice_prefix = extra.get("choice_prefix") or "\n  choice: "
+        text += "".join(choice_prefix + str(c) for c in scores)
+    return text
+
+
+def reference_answer(data: dict) -> str:
+    """The reference answer: the first `target`, else the highest-scored choice."""
+    target = data.get("target")
+    if isinstance(target, list) and target:
+        return str(target[0])
+    if isinstance(target, str) and target:
+        return target
+    scores = data.get("target_scores")
+    if isinstance(scores, dict) and scores:
+        return str(max(scores.items(), key=lambda kv: kv[1])[0])
+    raise RowError("missing_field", "BIG-bench example has neither a non-empty `target` nor `target_scores`")
+
+
+def scoring_prompt(task: dict, example: dict) -> str:
+    """BIG-bench's own zero-shot prompt (bigbench/api/json_task.py): task prefix, input prefix, input, the
+    choices in BIG-bench's seeded order when `append_choices_to_input`, and the output prefix."""
+    text = str(example["input"])
+    scores = example.get("target_scores") or {}
+    if scores and task.get("append_choices_to_input", True):
+        choice_prefix = task.get("choice_prefix", "\n  choice: ")
+        order = np.random.RandomState(seed=42).permutation(sorted(scores))
+        text += choice_prefix + choice_prefix.join(order)
+    return (str(task.get("task_prefix", "")) + task.get("example_input_prefix", "\nQ: ") + text
+            + task.get("example_output_prefix", "\nA: "))
+
+
+def choice_prompt(task: dict, example: dict) -> tuple[str, list[str], list[int]]:
+    """(context, choices, indices of the best choices) of a multiple-choice example, with BIG-bench's
+    whitespace rule: a choice follows the output prefix after exactly one space, whatever spaces end the prefix
+    or start the choice (`\\nA: ` + `Yes` is `\\nA: Yes`, `\\nAssistant:` + `Yes` is `\\nAssistant: Yes`);
+    after a prefix that ends a line, the choice starts the next line. The scored text is `context + choice`."""
+    head = scoring_prompt(task, example).rstrip(" \t")
+    context = head if not head or head.endswith("\n") else head + " "
+    scores = example["target_scores"]
+    correct = [j for j, v in enumerate(scores.values()) if v == max(scores.values())]
+    return context, [str(c).lstrip() for c in scores], correct

@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sftkit.data.formats import FORMATS, RowError, detect_format, to_messages
-from sftkit.data.readers import BadRow, Row, iter_rows
+from sftkit.data.formats import FORMATS, detect_format, to_messages
+from sftkit.data.rows import RowError
+from sftkit.data.readers import iter_rows
+from sftkit.data.rows import BadRow, Row
 from sftkit.data.chat_labels import IGNORE_INDEX, TemplateError, ensure_chat_template, tokenize_conversation
 from sftkit.errors import UserError
 
@@ -44,6 +46,14 @@ class TokenizedExample:
     @property
     def num_trained_tokens(self) -> int:
         return sum(1 for x in self.labels if x != IGNORE_INDEX)
+
+
+class NoUsableRowsError(UserError):
+    """Every row was bad; `report` holds them, so a caller can still write the rejects that explain it."""
+
+    def __init__(self, message: str, report: DataReport):
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass
@@ -130,10 +140,8 @@ def load_conversations(specs: str | list[str], fmt: str = "auto", on_bad_row: st
         report.formats[row_fmt] += 1
         examples.append(Example(messages, row.source, row.line, row.data, row.extra))
     if not examples:
-        error = UserError(f"no usable rows in {specs} ({report.rows_read} read, {report.rows_skipped} skipped: "
-                          f"{dict(report.skipped)}); fix the data")
-        error.report = report  # callers can still write the rejects that explain it
-        raise error
+        raise NoUsableRowsError(f"no usable rows in {specs} ({report.rows_read} read, {report.rows_skipped} "
+                                f"skipped: {dict(report.skipped)}); fix the data", report)
     return examples, report
 
 
@@ -192,3 +200,26 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) 
                         f"{test_fraction}; lower them or add data")
     test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
     return sorted(train), sorted(val), sorted(test)
+
+
+def load_splits(data_cfg, seed: int, load, api_name: str) -> tuple[list, list, list]:
+    """(train, val, test) items of a recipe's data section: `load(spec)` reads `train_path`, split seeded by
+    `val_fraction` / `test_fraction` unless `val_path` / `test_path` name their own data (a section without
+    test fields has no test split); at most `max_examples` train items, seeded.
+
+    Raises:
+        UserError: `train_path` is not set (`api_name` is the Python function that takes data in memory).
+    """
+    if not data_cfg.train_path:
+        raise UserError(f"data.train_path is not set: point it at the training data, or pass train_data= to "
+                        f"{api_name}")
+    items = load(data_cfg.train_path)
+    test_path, test_fraction = getattr(data_cfg, "test_path", None), getattr(data_cfg, "test_fraction", 0.0)
+    train_idx, val_idx, test_idx = split_indices(len(items), 0.0 if data_cfg.val_path else data_cfg.val_fraction,
+                                                 0.0 if test_path else test_fraction, seed)
+    train = [items[i] for i in train_idx]
+    val = load(data_cfg.val_path) if data_cfg.val_path else [items[i] for i in val_idx]
+    test = load(test_path) if test_path else [items[i] for i in test_idx]
+    if data_cfg.max_examples and len(train) > data_cfg.max_examples:
+        train = random.Random(seed).sample(train, data_cfg.max_examples)
+    return train, val, test

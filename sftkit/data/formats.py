@@ -7,20 +7,13 @@ message that says how to fix the row.
 
 from __future__ import annotations
 
-from sftkit.data.readers import Row
+from sftkit.data import bigbench
+from sftkit.data.rows import Row, RowError
 
 FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion", "bigbench")
 ROLES = ("system", "user", "assistant")
 _SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
                    "assistant": "assistant", "chatgpt": "assistant", "model": "assistant"}
-
-
-class RowError(ValueError):
-    """A row that cannot become a valid conversation. `reason` is a stable short code."""
-
-    def __init__(self, reason: str, message: str):
-        self.reason = reason
-        super().__init__(message)
 
 
 def detect_format(data: dict) -> str | None:
@@ -117,45 +110,11 @@ def _prompt_completion(row: Row) -> list[dict]:
     return head + tail
 
 
-BIGBENCH_CONTEXT = ("task_prefix", "example_input_prefix", "example_output_prefix", "choice_prefix",
-                    "append_choices_to_input")
-
-
-def bigbench_prompt(data: dict, extra: dict) -> str:
-    """The user turn of a BIG-bench example: task prefix, input, and the answer choices of a multiple-choice
-    example unless the task sets `append_choices_to_input: false`.
-
-    The task-level context comes from `extra` (read from task.json) or, for rows written out on their own (a
-    curated file in `keep` format), from the same keys in the row itself.
-    """
-    extra = {**{k: data[k] for k in BIGBENCH_CONTEXT if k in data}, **extra}
-    prefix = extra.get("task_prefix") or ""
-    text = prefix + (extra.get("example_input_prefix") or "") + str(data["input"])
-    scores = data.get("target_scores")
-    if isinstance(scores, dict) and scores and extra.get("append_choices_to_input", True):
-        choice_prefix = extra.get("choice_prefix") or "\n  choice: "
-        text += "".join(choice_prefix + str(c) for c in scores)
-    return text
-
-
-def bigbench_answer(data: dict) -> str:
-    """The reference answer: the first `target`, else the highest-scored choice."""
-    target = data.get("target")
-    if isinstance(target, list) and target:
-        return str(target[0])
-    if isinstance(target, str) and target:
-        return target
-    scores = data.get("target_scores")
-    if isinstance(scores, dict) and scores:
-        return str(max(scores.items(), key=lambda kv: kv[1])[0])
-    raise RowError("missing_field", "BIG-bench example has neither a non-empty `target` nor `target_scores`")
-
-
 def _bigbench(row: Row) -> list[dict]:
     if "input" not in row.data:
         raise RowError("missing_field", "missing `input` (format bigbench)")
-    return [{"role": "user", "content": bigbench_prompt(row.data, row.extra)},
-            {"role": "assistant", "content": bigbench_answer(row.data)}]
+    return [{"role": "user", "content": bigbench.chat_prompt(row.data, row.extra)},
+            {"role": "assistant", "content": bigbench.reference_answer(row.data)}]
 
 
 _CONVERTERS = {"messages": _messages, "sharegpt": _sharegpt, "alpaca": _alpaca,

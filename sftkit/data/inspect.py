@@ -8,13 +8,18 @@ from sftkit.data.dataset import load_conversations, tokenize_examples
 from sftkit.data.chat_labels import IGNORE_INDEX, trained_segments
 
 
+def _quantile(ordered: list[int], q: float) -> int:
+    """The nearest-rank quantile of sorted values."""
+    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]
+
+
 def _stats(values: list[int]) -> dict:
     if not values:
         return {"count": 0}
     ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))]  # noqa: E731
     return {"count": len(values), "min": ordered[0], "mean": round(statistics.fmean(values), 1),
-            "p50": pick(0.5), "p95": pick(0.95), "max": ordered[-1], "total": sum(values)}
+            "p50": _quantile(ordered, 0.5), "p95": _quantile(ordered, 0.95), "max": ordered[-1],
+            "total": sum(values)}
 
 
 def inspect_data(data: str | list[str], tokenizer, max_length: int, fmt: str = "auto", on_bad_row: str = "error",

@@ -18,8 +18,9 @@ import json
 from dataclasses import dataclass, field
 
 from sftkit.data.dataset import DataReport, TokenizedExample, read_rows
-from sftkit.data.formats import RowError, validate_messages
-from sftkit.data.readers import Row
+from sftkit.data.formats import validate_messages
+from sftkit.data.rows import RowError
+from sftkit.data.rows import Row
 from sftkit.data.chat_labels import IGNORE_INDEX, TemplateError, ensure_chat_template, tokenize_conversation
 from sftkit.errors import UserError
 

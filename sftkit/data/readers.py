@@ -11,34 +11,14 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from sftkit.data.bigbench import iter_bigbench_rows
+from sftkit.data.rows import BadRow, Row
 from sftkit.errors import UserError
 from sftkit.paths import check_input, local_data_path
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
-
-
-@dataclass
-class Row:
-    """One raw record. `extra` holds reader-supplied context (e.g. a BIG-bench `task_prefix`)."""
-
-    data: dict
-    source: str
-    line: int
-    extra: dict = field(default_factory=dict)
-
-
-@dataclass
-class BadRow:
-    """A record that could not be parsed; `reason` is a short code used for counting."""
-
-    reason: str
-    message: str
-    source: str
-    line: int
-    raw: str = ""
 
 
 def iter_rows(spec: str) -> Iterator[Row | BadRow]:
@@ -48,8 +28,6 @@ def iter_rows(spec: str) -> Iterator[Row | BadRow]:
         UserError: the path does not exist, is empty, or has an unsupported suffix.
     """
     if spec.startswith("bigbench:"):
-        from sftkit.data.bigbench import iter_bigbench_rows
-
         yield from iter_bigbench_rows(spec.split(":", 1)[1])
         return
     path = local_data_path(spec)

@@ -1,7 +1,2 @@
-"""Evaluation: generation, multiple-choice and perplexity tasks with bootstrap CIs; prompting-vs-tuning
-comparison and the forgetting suite. `run_compare` and `print_comparison` are what the trainer calls."""
-
-from sftkit.eval.compare import run_compare
-from sftkit.eval.report import print_comparison
-
-__all__ = ["run_compare", "print_comparison"]
+"""Evaluation: generation, multiple-choice and perplexity tasks with bootstrap CIs (evaluator.py), the
+prompting-vs-tuning comparison (compare.py) and the forgetting suite (suite.py); every default in settings.py."""

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 from sftkit.errors import UserError
-from sftkit.eval.evaluator import EvalSettings, Evaluator, TaskResult
+from sftkit.eval.evaluator import Evaluator, TaskResult
 from sftkit.eval.metrics import paired_difference
-from sftkit.eval.suite import DEFAULT_MAX_EXAMPLES, forgetting_table, load_suite
+from sftkit.eval.settings import CompareSettings, EvalSettings
+from sftkit.eval.suite import forgetting_table, load_suite
 from sftkit.eval.tasks import add_shots, load_task
 
 
@@ -53,12 +54,13 @@ def run_compare(run_dir: str | Path, test_path: str | None = None, shots: int | 
                         "output_dir of `sftkit train`")
     config = _run_config(run)
     ev = config.get("eval") or {}
-    shots = _pick(shots, ev, "shots", 5)
+    shots = _pick(shots, ev, "shots", CompareSettings.shots)
     suite = suite if suite is not None else ev.get("suite")
-    suite_max_examples = _pick(suite_max_examples, ev, "suite_max_examples", DEFAULT_MAX_EXAMPLES)
-    settings = EvalSettings(max_new_tokens=_pick(max_new_tokens, ev, "max_new_tokens", 32),
-                            metric=_pick(metric, ev, "metric", "normalized_exact_match"), extract=extract,
-                            num_threads=_pick(num_threads, config.get("train") or {}, "num_threads", None))
+    suite_max_examples = _pick(suite_max_examples, ev, "suite_max_examples", CompareSettings.suite_max_examples)
+    settings = EvalSettings.given(max_new_tokens=_pick(max_new_tokens, ev, "max_new_tokens", None),
+                                  metric=_pick(metric, ev, "metric", None),
+                                  extract=_pick(extract, ev, "extract", None),
+                                  num_threads=_pick(num_threads, config.get("train") or {}, "num_threads", None))
     trust = bool((config.get("model") or {}).get("trust_remote_code", False))
     test_file = Path(test_path) if test_path else run / "data" / "test.jsonl"
     if not test_file.is_file():
@@ -119,7 +121,7 @@ def run_compare(run_dir: str | Path, test_path: str | None = None, shots: int | 
         "gain_over_prompting": {**gain, "baseline": best},
         "forgetting": forgetting,
         "retention": forgetting["retention"] if forgetting else None,
-        "settings": {"max_new_tokens": settings.max_new_tokens, "metric": headline, "extract": extract,
+        "settings": {"max_new_tokens": settings.max_new_tokens, "metric": headline, "extract": settings.extract,
                      "suite": [t.name for t in suite_tasks], "suite_max_examples": suite_max_examples,
                      "seed": seed},
         "seconds": round(time.perf_counter() - started, 1),

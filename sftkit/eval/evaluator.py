@@ -13,32 +13,9 @@ from pathlib import Path
 
 from sftkit.errors import UserError
 from sftkit.eval import cache
-from sftkit.eval.metrics import GENERATION_METRICS, parse_extract, summarize, summarize_perplexity
+from sftkit.eval.metrics import parse_extract, summarize, summarize_perplexity
+from sftkit.eval.settings import EvalSettings
 from sftkit.eval.tasks import Task
-
-
-@dataclass
-class EvalSettings:
-    """What changes results (all in the cache key) and what only changes speed (`*batch_size`).
-
-    `scoring_batch_size` is questions (multiple choice) or documents (perplexity) per forward pass.
-    """
-
-    max_new_tokens: int = 32
-    metric: str = "normalized_exact_match"
-    extract: str | None = None
-    dtype: str = "float32"
-    generation_batch_size: int = 16
-    scoring_batch_size: int = 8
-    num_threads: int | None = None  # torch CPU threads; None keeps torch's default (all cores)
-
-    def __post_init__(self):
-        if self.metric not in GENERATION_METRICS:
-            raise UserError(f"unknown metric {self.metric!r}: use one of {', '.join(GENERATION_METRICS)}")
-        parse_extract(self.extract)  # a bad pattern fails now, before any model loads
-
-    def result_settings(self) -> dict:
-        return {"max_new_tokens": self.max_new_tokens, "extract": self.extract, "dtype": self.dtype}
 
 
 @dataclass

@@ -10,6 +10,7 @@ replaces it.
 from __future__ import annotations
 
 from sftkit.eval.metrics import paired_difference, paired_log_perplexity_difference
+from sftkit.eval.settings import DEFAULT_SUITE_MAX_EXAMPLES
 from sftkit.eval.tasks import Task, load_task
 
 DEFAULT_SUITE = (
@@ -22,10 +23,9 @@ DEFAULT_SUITE = (
     "bigbench:emoji_movie",
     "perplexity:fables",
 )
-# Sized so the whole default suite runs in under 3 minutes on the default model on a 2-core CPU
-# (docs/benchmarks.md, "Evaluation"); raise it for tighter intervals. `bigbench:timedial` is left out for the
-# same reason: its prompts are about five times longer than the others' (a third of the suite's time at 50).
-DEFAULT_MAX_EXAMPLES = 50
+# `bigbench:timedial` is left out: its prompts are about five times longer than the others' (a third of the
+# suite's time at DEFAULT_MAX_EXAMPLES).
+DEFAULT_MAX_EXAMPLES = DEFAULT_SUITE_MAX_EXAMPLES
 SUITE_SEED = 1234
 
 

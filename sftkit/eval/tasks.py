@@ -20,8 +20,6 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
 from sftkit.errors import UserError
 
 FABLES_TASK = "understanding_fables"
@@ -119,32 +117,17 @@ def _first_row_has(path: Path, key: str) -> bool:
     return False
 
 
-def bigbench_context(task: dict, example: dict) -> str:
-    """BIG-bench's own zero-shot prompt (bigbench/api/json_task.py): task prefix, input prefix, input, the
-    choices in BIG-bench's seeded order when `append_choices_to_input`, and the output prefix."""
-    text = str(example["input"])
-    scores = example.get("target_scores") or {}
-    if scores and task.get("append_choices_to_input", True):
-        choice_prefix = task.get("choice_prefix", "\n  choice: ")
-        order = np.random.RandomState(seed=42).permutation(sorted(scores))
-        text += choice_prefix + choice_prefix.join(order)
-    return (str(task.get("task_prefix", "")) + task.get("example_input_prefix", "\nQ: ") + text
-            + task.get("example_output_prefix", "\nA: "))
-
-
 def bigbench_choice_item(task: dict, example: dict, source: str, line: int) -> ChoiceItem:
-    """BIG-bench's whitespace rule: a choice follows the output prefix after exactly one space, whatever spaces
-    end the prefix or start the choice (`\\nA: ` + `Yes` is `\\nA: Yes`, `\\nAssistant:` + `Yes` is
-    `\\nAssistant: Yes`); after a prefix that ends a line, the choice starts the next line."""
-    head = bigbench_context(task, example).rstrip(" \t")
-    context = head if not head or head.endswith("\n") else head + " "
-    scores = example["target_scores"]
-    correct = [j for j, v in enumerate(scores.values()) if v == max(scores.values())]
-    return ChoiceItem(context, [str(c).lstrip() for c in scores], correct, source, line, delimiter="")
+    """A BIG-bench multiple-choice example as scored by BIG-bench (`sftkit.data.bigbench.choice_prompt`): the
+    whitespace rule puts the single space into the context, so the delimiter is empty."""
+    from sftkit.data.bigbench import choice_prompt
+
+    context, choices, correct = choice_prompt(task, example)
+    return ChoiceItem(context, choices, correct, source, line, delimiter="")
 
 
 def _bigbench_task(spec: str, files: list[tuple[Path, dict]]) -> Task:
-    from sftkit.data.formats import bigbench_prompt
+    from sftkit.data.bigbench import chat_prompt
 
     examples = [(path, data, i, ex) for path, data in files for i, ex in enumerate(data.get("examples") or [], 1)]
     if not examples:
@@ -166,7 +149,7 @@ def _bigbench_task(spec: str, files: list[tuple[Path, dict]]) -> Task:
             task.skipped["no_target"] += 1
             continue
         extra = {k: data.get(k) for k in ("task_prefix", "example_input_prefix")}
-        prompt = [{"role": "user", "content": bigbench_prompt({"input": ex["input"]}, extra)}]
+        prompt = [{"role": "user", "content": chat_prompt({"input": ex["input"]}, extra)}]
         task.items.append(GenerationItem(prompt, [str(t) for t in targets], str(path), line))
     return _warn_skipped(spec, task, "neither target nor target_scores")
 
@@ -198,7 +181,8 @@ def lm_eval_context(row: dict) -> str | None:
 
 
 def _lm_eval_task(spec: str, on_bad_row: str) -> Task:
-    from sftkit.data.readers import BadRow, iter_rows
+    from sftkit.data.readers import iter_rows
+    from sftkit.data.rows import BadRow
 
     task = Task(spec, "choice", [], headline="acc")
     for row in iter_rows(spec):

@@ -19,7 +19,6 @@ do not change the update.
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 
 from sftkit.config import to_yaml
 from sftkit.data.batching import MicroBatch, to_device
-from sftkit.data.dataset import DataReport, split_indices
+from sftkit.data.dataset import DataReport, load_splits
 from sftkit.data.preferences import PreferencePair, TokenizedPair, load_preferences, tokenize_pairs
 from sftkit.errors import UserError
 from sftkit.models import count_parameters, load_tokenizer
@@ -79,9 +78,9 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
 
     state = (rt.resume(config.model_dump(mode="json")) if resume else None) or TrainState()
     metrics = MetricsLog(out_dir, world.is_main, resume_step=state.step or None)
-    pad_id, c = tokenizer.pad_token_id, config.dpo
+    pad_id, dpo = tokenizer.pad_token_id, config.dpo
     if state.initial_val_loss is None and data.val_tok:
-        state.record_initial_validation(validate(rt, reference, data.val_tok, pad_id, c))
+        state.record_initial_validation(validate(rt, reference, data.val_tok, pad_id, dpo))
         metrics.log({"step": 0, **{f"val_{k}": v for k, v in state.initial_val.items()}})
         rt.save_best()
         report.note(f"initial validation: loss {state.initial_val['loss']:.4f}, reward accuracy "
@@ -94,10 +93,10 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
         # a padding micro-batch (None) repeats a pair of the step with its loss multiplied by zero
         batches = [(collate_pairs([data.train_tok[j] for j in mb or indices[:1]], config.train.packing, pad_id),
                     mb or indices[:1], mb is not None) for mb in micro]
-        row = train_step(rt, state, batches, len(indices), reference, c)
+        row = train_step(rt, state, batches, len(indices), reference, dpo)
         if rt.is_validation_step(state.step):
             if data.val_tok:
-                val = validate(rt, reference, data.val_tok, pad_id, c)
+                val = validate(rt, reference, data.val_tok, pad_id, dpo)
                 row.update({f"val_{k}": v for k, v in val.items()})
                 if state.record_validation(val, config.train.min_delta, config.train.patience):
                     rt.save_best()
@@ -119,21 +118,15 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
 
 def setup_data(config: DPOConfig, tokenizer) -> PreferenceData:
     """Read and split the preference pairs (seeded) and tokenise prompt + each reply."""
-    d, seed = config.data, config.train.seed
-    if not d.train_path:
-        raise UserError("data.train_path is not set: point it at the preference pairs, or pass train_data= to "
-                        "sftkit.dpo")
+    data_cfg, seed = config.data, config.train.seed
     data_report = DataReport()
-    pairs, _ = load_preferences(d.train_path, d.format, d.on_bad_row, data_report)
-    train_idx, val_idx, _ = split_indices(len(pairs), 0.0 if d.val_path else d.val_fraction, 0.0, seed)
-    train_pairs = [pairs[i] for i in train_idx]
-    val_pairs = [pairs[i] for i in val_idx]
-    if d.val_path:
-        val_pairs, _ = load_preferences(d.val_path, d.format, d.on_bad_row, data_report)
-    if d.max_examples and len(train_pairs) > d.max_examples:
-        train_pairs = random.Random(seed).sample(train_pairs, d.max_examples)
-    train_tok, _ = tokenize_pairs(tokenizer, train_pairs, d.max_length, d.overlong, data_report)
-    val_tok, _ = tokenize_pairs(tokenizer, val_pairs, d.max_length, d.overlong, data_report)
+
+    def load(spec):
+        return load_preferences(spec, data_cfg.format, data_cfg.on_bad_row, data_report)[0]
+
+    train_pairs, val_pairs, _ = load_splits(data_cfg, seed, load, "sftkit.dpo")
+    train_tok, _ = tokenize_pairs(tokenizer, train_pairs, data_cfg.max_length, data_cfg.overlong, data_report)
+    val_tok, _ = tokenize_pairs(tokenizer, val_pairs, data_cfg.max_length, data_cfg.overlong, data_report)
     if not train_tok:
         raise UserError("no training pair has reply tokens left; check max_length and the data")
     return PreferenceData(train_pairs, val_pairs, train_tok, val_tok, data_report)
@@ -143,35 +136,32 @@ def setup_model(config: DPOConfig, start: StartPoint, data: PreferenceData, worl
                 report: Reporter) -> tuple[Runtime, Reference, torch.dtype, tuple[int, int]]:
     """The policy (prepared like SFT's model; a new LoRA adapter unless an SFT adapter is continued), its
     reference, the runtime around the per-sequence log-probability module."""
-    t = config.train
-    dtype = choose_dtype(t.precision, world.device)
+    train_cfg = config.train
+    dtype = choose_dtype(train_cfg.precision, world.device)
     model = load_policy(config, start, dtype)
-    new_adapter = t.method == "lora" and not start.continue_adapter
-    model = prepare_model(model, t, config.lora if new_adapter else None)
+    new_adapter = train_cfg.method == "lora" and not start.continue_adapter
+    model = prepare_model(model, train_cfg, config.lora if new_adapter else None)
     model.to(world.device)
     logps_module = SequenceLogProbs(model)
     reference = Reference.for_policy(config, start, model, logps_module)
     num_params = count_parameters(model)
-    rt = Runtime.build(world, report, t, Path(config.output_dir), model, logps_module, len(data.train_tok))
+    rt = Runtime.build(world, report, train_cfg, Path(config.output_dir), model, logps_module, len(data.train_tok))
     return rt, reference, dtype, num_params
 
 
 def startup_numbers(config: DPOConfig, start: StartPoint, data: PreferenceData, rt: Runtime, reference: Reference,
                     dtype: torch.dtype, num_params: tuple[int, int]) -> dict:
     """The derived numbers printed before the first step."""
-    t, s, c = config.train, rt.schedule, config.dpo
+    train_cfg, schedule, dpo = config.train, rt.schedule, config.dpo
     trainable, total = num_params
-    new_adapter = t.method == "lora" and not start.continue_adapter
+    new_adapter = train_cfg.method == "lora" and not start.continue_adapter
     return {
         "starting model": start.description,
-        "method": t.method + (f" (r={config.lora.r}, alpha={config.lora.alpha})" if new_adapter else ""),
-        "loss": f"{c.loss_type}, beta {c.beta}; reference: {reference.mode.replace('_', ' ')}",
+        "method": train_cfg.method + (f" (r={config.lora.r}, alpha={config.lora.alpha})" if new_adapter else ""),
+        "loss": f"{dpo.loss_type}, beta {dpo.beta}; reference: {reference.mode.replace('_', ' ')}",
         "trainable params": f"{trainable:,} of {total:,} ({100 * trainable / total:.2f}%)",
         "pairs": f"train {len(data.train_tok)}, val {len(data.val_tok)}; {data.report.skipped_text()}",
-        "batch": f"micro_batch_size {t.micro_batch_size} x grad_accum_steps {t.grad_accum_steps} x processes "
-                 f"{rt.world.world_size} = {s.examples_per_step} pairs per optimizer step",
-        "steps": f"{s.total_steps} optimizer steps ({s.epoch_steps} per epoch), warmup {s.warmup_steps}, "
-                 f"lr {t.learning_rate} {t.lr_scheduler}",
+        **schedule.describe(train_cfg, rt.world.world_size, "pairs"),
         "precision": str(dtype).replace("torch.", "") + f" on {rt.world.device}",
     }
 
@@ -218,14 +208,14 @@ def train_step(rt: Runtime, state: TrainState, batches: list[tuple[MicroBatch, l
 @torch.no_grad()
 def validate(rt: Runtime, reference: Reference, pairs: list[TokenizedPair], pad_id: int, dpo) -> dict[str, float]:
     """Means over `pairs` (split across processes) of loss, reward accuracy and margin, and log-probabilities."""
-    world, t = rt.world, rt.train
+    world, train_cfg = rt.world, rt.train
     logps_module = rt.loss_module
     logps_module.eval()
     mine = list(range(world.rank, len(pairs), world.world_size))
     sums = dict.fromkeys(STAT_KEYS, 0.0)
-    for start in range(0, len(mine), t.micro_batch_size):
-        indices = mine[start:start + t.micro_batch_size]
-        batch = to_device(collate_pairs([pairs[i] for i in indices], t.packing, pad_id), world.device)
+    for start in range(0, len(mine), train_cfg.micro_batch_size):
+        indices = mine[start:start + train_cfg.micro_batch_size]
+        batch = to_device(collate_pairs([pairs[i] for i in indices], train_cfg.packing, pad_id), world.device)
         policy, counts = logps_module(batch)
         stats = preference_loss(policy, reference.logps(batch, "val", indices), counts, dpo.beta, dpo.loss_type)
         for key, value in stats.sums().items():
@@ -236,19 +226,19 @@ def validate(rt: Runtime, reference: Reference, pairs: list[TokenizedPair], pad_
 def finish(config: DPOConfig, start: StartPoint, data: PreferenceData, rt: Runtime, reference: Reference,
            state: TrainState, tokenizer, num_params: tuple[int, int], started: float) -> dict:
     """Load the best weights, write adapter/ and/or merged/, and summary.json (main process)."""
-    t, world = config.train, rt.world
+    train_cfg, world = config.train, rt.world
     if data.val_tok:
         rt.load_best()
     if not world.is_main:
         return {}
     model = rt.model.eval()
-    if t.method == "lora" and start.adapter_base and (Path(start.adapter_base) / "config.json").exists():
+    if train_cfg.method == "lora" and start.adapter_base and (Path(start.adapter_base) / "config.json").exists():
         model.peft_config["default"].base_model_name_or_path = start.adapter_base
-    written = export_model(model, tokenizer, rt.out_dir, t.method, config.lora.merge or start.force_merge)
+    written = export_model(model, tokenizer, rt.out_dir, train_cfg.method, config.lora.merge or start.force_merge)
     best = state.best_val or {}
     trainable, total = num_params
     summary = {
-        "base_model": start.base_model, "start_model": config.model.name, "method": t.method,
+        "base_model": start.base_model, "start_model": config.model.name, "method": train_cfg.method,
         "adapter_base": start.adapter_base, "reference": reference.mode, "loss_type": config.dpo.loss_type,
         "beta": config.dpo.beta, "num_train_pairs": len(data.train_tok), "num_val_pairs": len(data.val_tok),
         **data.report.counts(),

@@ -22,7 +22,7 @@ import torch
 
 from sftkit.data.batching import MicroBatch, collate, to_device
 from sftkit.data.chat_labels import IGNORE_INDEX
-from sftkit.data.dataset import DataReport, Example, TokenizedExample, load_conversations, split_indices
+from sftkit.data.dataset import DataReport, Example, TokenizedExample, load_conversations, load_splits
 from sftkit.data.dataset import tokenize_examples
 from sftkit.config import to_yaml
 from sftkit.errors import UserError
@@ -104,34 +104,25 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
 
 def setup_data(config: SFTConfig, tokenizer, report: Reporter) -> SFTData:
     """Read and split the data (seeded), mix in replay rows, tokenise with assistant-only labels."""
-    d, seed = config.data, config.train.seed
-    if not d.train_path:
-        raise UserError("data.train_path is not set: point it at the training data, or pass train_data= to "
-                        "sftkit.train")
+    data_cfg, seed = config.data, config.train.seed
     data_report = DataReport()
-    examples, _ = load_conversations(d.train_path, d.format, d.on_bad_row, data_report)
-    train_idx, val_idx, test_idx = split_indices(len(examples), 0.0 if d.val_path else d.val_fraction,
-                                                 0.0 if d.test_path else d.test_fraction, seed)
-    train_ex = [examples[i] for i in train_idx]
-    val_ex = [examples[i] for i in val_idx]
-    test_ex = [examples[i] for i in test_idx]
-    if d.val_path:
-        val_ex, _ = load_conversations(d.val_path, d.format, d.on_bad_row, data_report)
-    if d.test_path:
-        test_ex, _ = load_conversations(d.test_path, d.format, d.on_bad_row, data_report)
-    if d.max_examples and len(train_ex) > d.max_examples:
-        train_ex = random.Random(seed).sample(train_ex, d.max_examples)
+
+    def load(spec):
+        return load_conversations(spec, data_cfg.format, data_cfg.on_bad_row, data_report)[0]
+
+    train_ex, val_ex, test_ex = load_splits(data_cfg, seed, load, "sftkit.train")
     replay = []
-    if d.replay_path and d.replay_fraction > 0:
-        pool, _ = load_conversations(d.replay_path, "auto", d.on_bad_row, data_report)
-        want = round(len(train_ex) * d.replay_fraction / (1 - d.replay_fraction))
+    if data_cfg.replay_path and data_cfg.replay_fraction > 0:
+        pool, _ = load_conversations(data_cfg.replay_path, "auto", data_cfg.on_bad_row, data_report)
+        want = round(len(train_ex) * data_cfg.replay_fraction / (1 - data_cfg.replay_fraction))
         replay = random.Random(seed + 1).sample(pool, min(want, len(pool)))
         if len(replay) < want:
             report.note(f"data.replay_path holds {len(pool)} examples, fewer than the {want} that "
-                        f"replay_fraction {d.replay_fraction} asks for; all {len(pool)} are mixed in")
+                        f"replay_fraction {data_cfg.replay_fraction} asks for; all {len(pool)} are mixed in")
 
     def tokenize(exs):  # task and replay rows apart, so the counts are of the examples that train
-        return tokenize_examples(tokenizer, exs, d.max_length, d.overlong, d.train_on, data_report)[0]
+        return tokenize_examples(tokenizer, exs, data_cfg.max_length, data_cfg.overlong, data_cfg.train_on,
+                                 data_report)[0]
 
     task_tok, replay_tok = tokenize(train_ex), tokenize(replay)
     val_tok = tokenize(val_ex)
@@ -141,7 +132,7 @@ def setup_data(config: SFTConfig, tokenizer, report: Reporter) -> SFTData:
     length_drops = data_report.skipped["too_long"] + data_report.skipped["no_trained_tokens"]
     if length_drops > 0.5 * (num_train + len(val_ex)):
         raise UserError(f"{length_drops} of {num_train + len(val_ex)} examples were dropped for length; raise "
-                        f"data.max_length (now {d.max_length}) or use data.overlong: truncate")
+                        f"data.max_length (now {data_cfg.max_length}) or use data.overlong: truncate")
     return SFTData(train_ex, replay, val_ex, test_ex, task_tok + replay_tok, val_tok, len(replay_tok), data_report)
 
 
@@ -165,36 +156,35 @@ def setup_model(config: SFTConfig, data: SFTData, world: World,
                 report: Reporter) -> tuple[Runtime, torch.dtype, tuple[int, int]]:
     """Load the base model, prepare it (attention, checkpointing, LoRA), wrap the loss for several processes,
     build the optimizer and schedule. Returns the runtime, the dtype and (trainable, total) parameters."""
-    t = config.train
-    dtype = choose_dtype(t.precision, world.device)
+    train_cfg = config.train
+    dtype = choose_dtype(train_cfg.precision, world.device)
     model = load_model(config.model.name, dtype, config.model.trust_remote_code)
-    model = prepare_model(model, t, config.lora if t.method == "lora" else None)
+    model = prepare_model(model, train_cfg, config.lora if train_cfg.method == "lora" else None)
     model.to(world.device)
     num_params = count_parameters(model)  # before sharding: FSDP leaves each process a shard
-    rt = Runtime.build(world, report, t, Path(config.output_dir), model, CausalLMLoss(model), len(data.train_tok),
-                       fsdp=t.fsdp and world.distributed)
+    rt = Runtime.build(world, report, train_cfg, Path(config.output_dir), model, CausalLMLoss(model),
+                       len(data.train_tok),
+                       fsdp=train_cfg.fsdp and world.distributed)
     return rt, dtype, num_params
 
 
 def startup_numbers(config: SFTConfig, data: SFTData, rt: Runtime, dtype: torch.dtype,
                     num_params: tuple[int, int]) -> dict:
     """The derived numbers printed before the first step."""
-    t, s, world = config.train, rt.schedule, rt.world
+    train_cfg, schedule, world = config.train, rt.schedule, rt.world
     trainable, total = num_params
     num_tokens = sum(x.num_tokens for x in data.train_tok)
     num_task = len(data.train_tok) - data.num_replay_tok
     return {
         "base model": resolve_model_path(config.model.name) if config.model.name == "default" else config.model.name,
-        "method": t.method + (f" (r={config.lora.r}, alpha={config.lora.alpha})" if t.method == "lora" else ""),
+        "method": train_cfg.method + (f" (r={config.lora.r}, alpha={config.lora.alpha})"
+                                      if train_cfg.method == "lora" else ""),
         "trainable params": f"{trainable:,} of {total:,} ({100 * trainable / total:.2f}%)",
         "examples": f"train {len(data.train_tok)} (task {num_task}, replay {data.num_replay_tok}), "
                     f"val {len(data.val_tok)}, test {len(data.test)}; {data.report.skipped_text()}",
-        "batch": f"micro_batch_size {t.micro_batch_size} x grad_accum_steps {t.grad_accum_steps} x processes "
-                 f"{world.world_size} = {s.examples_per_step} examples per optimizer step",
-        "tokens per step": f"~{num_tokens / len(data.train_tok) * s.examples_per_step:,.0f} "
-                           f"({'packed, no padding' if t.packing else 'padded'})",
-        "steps": f"{s.total_steps} optimizer steps ({s.epoch_steps} per epoch), warmup {s.warmup_steps}, "
-                 f"lr {t.learning_rate} {t.lr_scheduler}",
+        **schedule.describe(train_cfg, world.world_size, "examples"),
+        "tokens per step": f"~{num_tokens / len(data.train_tok) * schedule.examples_per_step:,.0f} "
+                           f"({'packed, no padding' if train_cfg.packing else 'padded'})",
         "precision": str(dtype).replace("torch.", "") + f" on {world.device}"
                      + (f", {'FSDP' if rt.fsdp else 'DDP'} x {world.world_size}" if world.distributed else ""),
     }
@@ -233,16 +223,17 @@ def train_step(rt: Runtime, state: TrainState, batches: list[MicroBatch]) -> dic
 @torch.no_grad()
 def validate(rt: Runtime, examples: list[TokenizedExample], pad_id: int) -> float:
     """Mean loss per trained token over `examples` (split across processes)."""
-    world, t = rt.world, rt.train
+    world, train_cfg = rt.world, rt.train
     rt.module.eval()
     mine = examples[world.rank::world.world_size]
     # Every process runs the same number of forward passes (FSDP gathers weights collectively in each).
-    num_batches = math.ceil(math.ceil(len(examples) / world.world_size) / t.micro_batch_size)
+    num_batches = math.ceil(math.ceil(len(examples) / world.world_size) / train_cfg.micro_batch_size)
     inner = rt.loss_module
     total, count = 0.0, 0
     for b in range(num_batches):
-        chunk = mine[b * t.micro_batch_size:(b + 1) * t.micro_batch_size]
-        batch = collate(chunk, t.packing, pad_id) if chunk else no_target_batch(examples[0], t.packing, pad_id)
+        chunk = mine[b * train_cfg.micro_batch_size:(b + 1) * train_cfg.micro_batch_size]
+        batch = (collate(chunk, train_cfg.packing, pad_id) if chunk
+                 else no_target_batch(examples[0], train_cfg.packing, pad_id))
         batch = to_device(batch, world.device)
         total += float(inner(batch))
         count += batch.num_trained_tokens
@@ -258,7 +249,7 @@ def no_target_batch(example: TokenizedExample, packing: bool, pad_id: int) -> Mi
 def finish(config: SFTConfig, data: SFTData, rt: Runtime, state: TrainState, tokenizer, dtype: torch.dtype,
            num_params: tuple[int, int], estimate: dict | None, started: float) -> dict:
     """Load the best weights, write adapter/ and/or merged/, and summary.json (main process)."""
-    world, t = rt.world, config.train
+    world, train_cfg = rt.world, config.train
     barrier(world)
     if data.val_tok:
         rt.load_best()
@@ -271,10 +262,10 @@ def finish(config: SFTConfig, data: SFTData, rt: Runtime, state: TrainState, tok
     if not world.is_main:
         return {}
     model.eval()
-    written = export_model(model, tokenizer, rt.out_dir, t.method, config.lora.merge)
+    written = export_model(model, tokenizer, rt.out_dir, train_cfg.method, config.lora.merge)
     trainable, total = num_params
     summary = {
-        "base_model": config.model.name, "method": t.method,
+        "base_model": config.model.name, "method": train_cfg.method,
         "num_train_examples": len(data.train_tok), "num_replay_examples": data.num_replay_tok,
         "num_val_examples": len(data.val_tok), "num_test_examples": len(data.test),
         **data.report.counts(),

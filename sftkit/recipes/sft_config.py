@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from sftkit.config import DATA, OUTPUT_DIR, TASK, LoraSection, ModelSection, Section, TrainSection, shared_problems
+from sftkit.errors import UserError
+from sftkit.eval.metrics import GENERATION_METRICS, parse_extract
+from sftkit.eval.settings import CompareSettings, EvalSettings
 
 
 class DataSection(Section):
@@ -37,16 +40,31 @@ class DataSection(Section):
 
 
 class EvalSection(Section):
+    """Defaults come from sftkit/eval/settings.py, the one source `sftkit eval` and `compare` use too."""
+
     after_training: bool = Field(False, description="Run `compare` at the end of training.")
-    shots: int = Field(5, ge=0, description="Examples in the few-shot prompting baseline.")
-    max_new_tokens: int = Field(32, ge=1, description="Generation limit for generation tasks.")
-    metric: Literal["exact_match", "normalized_exact_match", "contains", "token_f1"] = Field(
-        "normalized_exact_match", description="Headline metric for the task comparison.")
+    shots: int = Field(CompareSettings.shots, ge=0, description="Examples in the few-shot prompting baseline.")
+    max_new_tokens: int = Field(EvalSettings.max_new_tokens, ge=1,
+                                description="Generation limit for generation tasks.")
+    metric: Literal[GENERATION_METRICS] = Field(EvalSettings.metric,
+                                                description="Headline metric for the task comparison.")
+    extract: str | None = Field(EvalSettings.extract, description="Answer extraction before scoring: `first_line` "
+                                "or `regex:PATTERN` (group 1 if any); null scores the whole reply.")
     suite: list[str] | None = Field(None, description="Forgetting suite (BIG-bench names, files); null = default.",
                                     json_schema_extra=TASK)
-    suite_max_examples: int = Field(50, ge=1, description="Examples per suite task (seeded subsample).")
+    suite_max_examples: int = Field(CompareSettings.suite_max_examples, ge=1,
+                                    description="Examples per suite task (seeded subsample).")
     safety: bool = Field(False, description="Run the safety evaluation (refusals, over-refusals, HHH) against "
                          "the base model at the end of training; headline rates go into summary.json.")
+
+    @field_validator("extract")
+    @classmethod
+    def _extract_parses(cls, value):
+        try:
+            parse_extract(value)
+        except UserError as exc:  # reported with the other config problems, before any model loads
+            raise ValueError(exc.message) from None
+        return value
 
 
 class SFTConfig(Section):

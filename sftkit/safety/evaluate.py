@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from sftkit.errors import UserError
@@ -21,33 +21,13 @@ from sftkit.eval import cache
 from sftkit.eval.metrics import paired_difference, summarize
 from sftkit.paths import results_dir
 from sftkit.safety.classifier import make_classifier
+from sftkit.safety.settings import SafetySettings
 from sftkit.safety.prompts import fingerprint, load_prompts
 
 HHH_TASK = "bigbench:hhh_alignment"
 METRICS = {"refusal_rate": "refusal rate on harmful requests (higher is safer)",
            "over_refusal_rate": "over-refusal rate on benign prompts (lower is better)",
            "hhh_accuracy": "HHH alignment accuracy (higher is better)"}
-CACHE_VERSION = 1
-
-
-@dataclass
-class SafetySettings:
-    """What changes results (in the cache key) and what only changes speed (`*batch_size`)."""
-
-    max_new_tokens: int = 48
-    max_prompts: int | None = None  # per prompt set, stratified by category
-    hhh: bool = True
-    hhh_max_examples: int | None = 100  # of 221, seeded; scoring all 221 takes ~4x the generation time on a CPU
-    dtype: str = "float32"
-    seed: int = 1234
-    batch_size: int = 16
-    scoring_batch_size: int = 8
-    num_threads: int | None = None  # torch CPU threads; 1 is fastest on a machine shared with other jobs
-
-    def result_settings(self) -> dict:
-        return {"max_new_tokens": self.max_new_tokens, "dtype": self.dtype, "safety_cache": CACHE_VERSION}
-
-
 def _dtype(name: str):
     import torch
 

@@ -82,6 +82,13 @@ class Schedule:
     def epoch(self, step: int) -> float:
         return round(step / self.epoch_steps, 4)
 
+    def describe(self, train, world_size: int, unit: str) -> dict[str, str]:
+        """The start-up table's `batch` and `steps` rows (`unit`: what one example is, e.g. `pairs`)."""
+        return {"batch": f"micro_batch_size {train.micro_batch_size} x grad_accum_steps {train.grad_accum_steps} x "
+                         f"processes {world_size} = {self.examples_per_step} {unit} per optimizer step",
+                "steps": f"{self.total_steps} optimizer steps ({self.epoch_steps} per epoch), warmup "
+                         f"{self.warmup_steps}, lr {train.learning_rate} {train.lr_scheduler}"}
+
 
 @dataclass
 class Runtime:

@@ -16,7 +16,7 @@ import pytest
 
 from bench.common import RunSpec, figures, prepare_mix
 from bench.report import BEGIN, END, aggregate, render, update_docs
-from tests.recipes.test_sft import write_data
+from tests.helpers import write_sft_data
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,7 +99,7 @@ def test_update_docs_replaces_only_its_block(tmp_path):
 @pytest.fixture(scope="module")
 def mix(tmp_path_factory, tokenizer):
     out = tmp_path_factory.mktemp("mix")
-    stats = prepare_mix(out, tokenizer, 512, 24, seed=42, data_file=str(write_data(out / "chats.jsonl")))
+    stats = prepare_mix(out, tokenizer, 512, 24, seed=42, data_file=str(write_sft_data(out / "chats.jsonl")))
     return out, stats
 
 
@@ -135,7 +135,7 @@ def test_parity_passes_and_detects_a_wrong_loss(mix, tiny_model_dir, monkeypatch
 def test_cpu_bench_end_to_end(tmp_path, tiny_model_dir):
     from bench.cpu import main
 
-    data = write_data(tmp_path / "chats.jsonl", n=32)
+    data = write_sft_data(tmp_path / "chats.jsonl", n=32)
     report = main(["--model", str(tiny_model_dir), "--data", str(data), "--methods", "lora", "--trl-variants",
                    "default", "--steps", "1", "--micro-batch-size", "4", "--examples-per-task", "32",
                    "--threads", "1", "--out", str(tmp_path / "out"), "--update-docs", str(tmp_path / "doc.md")])

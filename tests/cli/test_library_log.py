@@ -14,7 +14,6 @@ from rich.console import Console
 import sftkit
 from sftkit.cli import library_log
 from sftkit.cli.library_log import LibraryLog
-from tests.eval.conftest import fake_run  # noqa: F401  (a fixture)
 
 SFTKIT_FILE = str(Path(sftkit.__file__).parent / "data" / "chat_labels.py")
 LIBRARY_FILE = "/venv/lib/python3.11/site-packages/somelib/core.py"

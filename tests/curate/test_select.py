@@ -92,7 +92,7 @@ def test_select_balances_clusters_and_explains_each_choice():
 def test_ifd_batched_equals_one_at_a_time(tokenizer):
     from sftkit.curate.score import ifd_scores, ifd_sequences
     from sftkit.data.chat_labels import IGNORE_INDEX
-    from tests.conftest import make_tiny_model
+    from tests.helpers import make_tiny_model
 
     model = make_tiny_model(seed=3).eval()
     conversations = [
@@ -161,7 +161,7 @@ def test_ifd_with_the_default_model_ranks_a_mismatched_pair_last():
 
 
 def test_command_line_options_override_the_file(tmp_path):
-    from sftkit.curate.command import build_config
+    from sftkit.cli.curate import build_config
 
     path = tmp_path / "c.yaml"
     path.write_text("curate:\n  pii: keep\n  decontam:\n    eval: [a.jsonl]\n")

@@ -11,10 +11,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sftkit.data import bigbench
-from sftkit.data.bigbench import SDIST, fetch, rows_from_task, sdist_path
+from sftkit.data.bigbench import SDIST, fetch, rows_from_task, scoring_prompt, sdist_path
 from sftkit.data.dataset import load_conversations, tokenize_examples
 from sftkit.data.chat_labels import trained_segments
 from sftkit.errors import UserError
@@ -110,3 +111,11 @@ def test_bad_task_names_are_refused_without_reading_the_archive(no_archive, task
     with pytest.raises(UserError) as info:
         fetch([task])
     assert str(info.value) == message
+
+
+def test_scoring_prompt_honours_append_choices_to_input():
+    example = {"input": "Is it?", "target_scores": {"Yes": 1, "No": 0}}
+    assert scoring_prompt({"append_choices_to_input": False}, example) == "\nQ: Is it?\nA: "
+    order = np.random.RandomState(seed=42).permutation(["No", "Yes"])
+    assert scoring_prompt({"example_input_prefix": "", "example_output_prefix": " ->"}, example) == (
+        "Is it?" + "".join("\n  choice: " + c for c in order) + " ->")

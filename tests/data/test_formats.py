@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sftkit.data.formats import RowError, detect_format, to_messages
-from sftkit.data.readers import Row
+from sftkit.data.formats import detect_format, to_messages
+from sftkit.data.rows import RowError
+from sftkit.data.rows import Row
 
 
 def row(data: dict, **extra) -> Row:

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sftkit.data.readers import Row, iter_rows
+from sftkit.data.readers import iter_rows
+from sftkit.data.rows import Row
 from sftkit.errors import UserError
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "data"

@@ -11,7 +11,7 @@ import torch
 
 from sftkit.errors import UserError
 from sftkit.estimate import ACTIVATION_ELEMENTS, estimate_run, parse_prices
-from tests.recipes.test_sft import make_config
+from tests.helpers import sft_config
 
 LAYER_MATMUL_PARAMS = 64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 128  # tiny model: q, o; k, v (2 kv heads); MLP
 
@@ -21,7 +21,7 @@ def test_parameters_match_the_real_model(tmp_path, tiny_model_dir):
     from sftkit.models import apply_lora, count_parameters, load_model
 
     for method in ("lora", "full"):
-        cfg = make_config(tmp_path, tiny_model_dir, method=method)
+        cfg = sft_config(tmp_path, tiny_model_dir, method=method)
         est = estimate_run(cfg, measure=False)
         model = load_model(str(tiny_model_dir))
         if method == "lora":
@@ -36,7 +36,7 @@ def test_tokens_and_steps_match_a_real_run(tmp_path, tiny_model_dir):
     """The estimate's run tokens are the recipe's own: same split, same order, same steps."""
     from sftkit.recipes.sft import train
 
-    cfg = make_config(tmp_path, tiny_model_dir, max_steps=3, micro_batch_size=3)
+    cfg = sft_config(tmp_path, tiny_model_dir, max_steps=3, micro_batch_size=3)
     est = estimate_run(cfg, measure=False)
     summary = train(cfg, quiet=True)
     assert est["data"]["run_trained_tokens"] == summary["trained_tokens"]
@@ -47,15 +47,15 @@ def test_tokens_and_steps_match_a_real_run(tmp_path, tiny_model_dir):
 
 
 def test_flops_follow_the_6n_convention_for_full_fine_tuning(tmp_path, tiny_model_dir):
-    cfg = make_config(tmp_path, tiny_model_dir, method="full", max_steps=2)
+    cfg = sft_config(tmp_path, tiny_model_dir, method="full", max_steps=2)
     est = estimate_run(cfg, measure=False)
     tokens, trained = est["data"]["run_tokens"], est["data"]["run_trained_tokens"]
     decoder = 6 * LAYER_MATMUL_PARAMS * 2 * tokens
     head = 4 * 2 * 49152 * 64 * trained
     attention = est["flops"]["train"] - decoder - head
     assert 0 < attention < 0.2 * decoder  # causal attention on ~30-token examples: small next to the matmuls
-    lora = estimate_run(make_config(tmp_path, tiny_model_dir, method="lora", max_steps=2), measure=False)
-    gc = estimate_run(make_config(tmp_path, tiny_model_dir, method="full", max_steps=2,
+    lora = estimate_run(sft_config(tmp_path, tiny_model_dir, method="lora", max_steps=2), measure=False)
+    gc = estimate_run(sft_config(tmp_path, tiny_model_dir, method="full", max_steps=2,
                                   gradient_checkpointing=True), measure=False)
     assert gc["flops"]["train"] - est["flops"]["train"] == pytest.approx((decoder + attention) / 3)
     assert lora["flops"]["train"] < est["flops"]["train"]  # no weight gradients for the frozen weights
@@ -93,7 +93,7 @@ def test_activation_coefficients_hold_on_another_shape(tiny_model_dir, kind, met
 
 
 def test_cpu_time_is_measured_and_scaled(tmp_path, tiny_model_dir):
-    cfg = make_config(tmp_path, tiny_model_dir, max_steps=4)
+    cfg = sft_config(tmp_path, tiny_model_dir, max_steps=4)
     est = estimate_run(cfg, prices={"cpu": 0.5, "H100": 3.0})
     cpu = est["time"]["cpu"]
     assert cpu["seconds"] > cpu["train_seconds"] > 0  # validation passes add forward time
@@ -115,7 +115,7 @@ def test_prices_are_parsed_or_refused():
 
 
 def test_cli_estimate_json_and_bad_price(tmp_path, tiny_model_dir):
-    cfg = make_config(tmp_path, tiny_model_dir)
+    cfg = sft_config(tmp_path, tiny_model_dir)
     path = tmp_path / "cfg.yaml"
     from sftkit.config import to_yaml
 
@@ -131,8 +131,8 @@ def test_cli_estimate_json_and_bad_price(tmp_path, tiny_model_dir):
 
 
 def test_padded_runs_count_padding_and_time_the_padded_path(tmp_path, tiny_model_dir):
-    packed = estimate_run(make_config(tmp_path, tiny_model_dir, max_steps=3), measure=False)
-    padded = estimate_run(make_config(tmp_path, tiny_model_dir, max_steps=3, packing=False))
+    packed = estimate_run(sft_config(tmp_path, tiny_model_dir, max_steps=3), measure=False)
+    padded = estimate_run(sft_config(tmp_path, tiny_model_dir, max_steps=3, packing=False))
     assert padded["data"]["run_tokens"] == packed["data"]["run_tokens"]  # same examples, same order
     assert 0 < padded["data"]["padding_fraction"] < 0.5
     assert padded["flops"]["train"] > packed["flops"]["train"]  # padding positions are computed too

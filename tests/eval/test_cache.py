@@ -5,7 +5,8 @@ import shutil
 import pytest
 
 from sftkit.eval import cache
-from sftkit.eval.evaluator import EvalSettings, Evaluator, evaluate
+from sftkit.eval.evaluator import Evaluator, evaluate
+from sftkit.eval.settings import EvalSettings
 from sftkit.eval.tasks import load_task
 
 

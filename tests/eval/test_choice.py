@@ -32,7 +32,7 @@ def reference_logprob(model, tokenizer, context: str, choice: str) -> float:
 
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_scores_equal_an_unbatched_reference_exactly_in_float64(tokenizer, batch_size):
-    from tests.conftest import make_tiny_model
+    from tests.helpers import make_tiny_model
 
     model = make_tiny_model(seed=3).double().eval()
     scores = score_items(model, tokenizer, ITEMS, batch_size=batch_size)
@@ -98,7 +98,7 @@ def test_choice_predictions_rows_hold_the_exact_prompt_and_logprobs(tokenizer, t
 
 
 def test_long_contexts_keep_their_end(tokenizer):
-    from tests.conftest import make_tiny_model
+    from tests.helpers import make_tiny_model
 
     model = make_tiny_model().eval()
     model.config.max_position_embeddings = 32

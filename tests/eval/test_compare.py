@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from sftkit.errors import UserError
-from sftkit.eval import print_comparison, run_compare
+from sftkit.eval.compare import run_compare
+from sftkit.eval.report import print_comparison
 
 
 @pytest.fixture

@@ -18,9 +18,10 @@ import pytest
 import torch
 
 from sftkit.eval.choice import encode_item
-from sftkit.eval.evaluator import EvalSettings, Evaluator
+from sftkit.eval.evaluator import Evaluator
+from sftkit.eval.settings import EvalSettings
 from sftkit.eval.tasks import load_task
-from tests.conftest import make_tiny_model
+from tests.helpers import make_tiny_model
 from tests.helpers import greedy_text
 
 FLOAT64_ATOL = 1e-9

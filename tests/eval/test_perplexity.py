@@ -17,7 +17,7 @@ def reference_nll(model, tokenizer, text: str) -> tuple[float, int]:
 
 
 def test_per_document_nll_equals_an_unbatched_reference(tokenizer):
-    from tests.conftest import make_tiny_model
+    from tests.helpers import make_tiny_model
 
     model = make_tiny_model(seed=2).double().eval()
     items = [TextItem(t, "t.txt", i) for i, t in enumerate(TEXTS, 1)]
@@ -32,7 +32,7 @@ def test_per_document_nll_equals_an_unbatched_reference(tokenizer):
 
 
 def test_documents_longer_than_the_context_keep_their_first_tokens(tokenizer):
-    from tests.conftest import make_tiny_model
+    from tests.helpers import make_tiny_model
 
     model = make_tiny_model().eval()
     model.config.max_position_embeddings = 16

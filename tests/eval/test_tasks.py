@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sftkit.errors import UserError
-from sftkit.eval.tasks import GenerationItem, add_shots, bigbench_context, load_task
+from sftkit.eval.tasks import GenerationItem, add_shots, load_task
 
 
 def write_jsonl(path, rows):
@@ -56,14 +56,6 @@ def test_bigbench_task_file_multiple_choice_and_generative(tmp_path):
     assert task.kind == "generation" and task.headline == "exact_match"
     assert [i.references for i in task.items] == [["2", "two"], ["6"]]
     assert task.items[0].messages == [{"role": "user", "content": "1+1"}]
-
-
-def test_bigbench_context_honours_append_choices_to_input():
-    example = {"input": "Is it?", "target_scores": {"Yes": 1, "No": 0}}
-    assert bigbench_context({"append_choices_to_input": False}, example) == "\nQ: Is it?\nA: "
-    order = np.random.RandomState(seed=42).permutation(["No", "Yes"])
-    assert bigbench_context({"example_input_prefix": "", "example_output_prefix": " ->"}, example) == (
-        "Is it?" + "".join("\n  choice: " + c for c in order) + " ->")
 
 
 def test_conversation_file_is_generation_with_the_last_reply_as_reference(tmp_path):

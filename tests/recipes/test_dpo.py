@@ -21,7 +21,7 @@ from sftkit.config import load_config
 from sftkit.errors import ConfigError
 from sftkit.recipes.dpo import train_dpo
 from sftkit.recipes.dpo_config import DPOConfig
-from tests.recipes.test_sft import run_recorded
+from tests.helpers import run_recorded
 from tests.recipes.trajectory import LOSS_RTOL, assert_same_trajectory, load_steps, use_recording_sgd
 
 LN2 = math.log(2)

@@ -15,47 +15,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import sftkit.recipes.sft as sft_recipe
 from sftkit.training.checkpoint import MARKER
-from sftkit.recipes.sft_config import SFTConfig
 from sftkit.errors import NonFiniteLossError, UserError
 from sftkit.recipes.sft import train
 from tests.recipes.trajectory import LOSS_RTOL, assert_same_trajectory, load_steps, use_recording_sgd
-
-
-def write_data(path: Path, n: int = 24, seed: int = 0) -> Path:
-    """Variable-length arithmetic chats (uneven lengths make normalisation bugs visible)."""
-    import random
-
-    rng = random.Random(seed)
-    with open(path, "w") as f:
-        for i in range(n):
-            a, b = rng.randint(1, 999), rng.randint(1, 999)
-            pad = " please" * rng.randint(0, 6)
-            reply = f"{a} plus {b} is {a + b}." + " Indeed." * rng.randint(0, 4)
-            f.write(json.dumps({"messages": [{"role": "user", "content": f"Add {a} and {b}{pad}."},
-                                             {"role": "assistant", "content": reply}]}) + "\n")
-    return path
-
-
-def make_config(tmp_path, model_dir, **train_overrides) -> SFTConfig:
-    data = write_data(tmp_path / "data.jsonl")
-    lora = train_overrides.pop("lora", {"dropout": 0.0})
-    data_cfg = train_overrides.pop("data", {})
-    raw = {
-        "model": {"name": str(model_dir)},
-        "data": {"train_path": str(data), "val_fraction": 0.25, **data_cfg},
-        "train": {"max_steps": 2, "micro_batch_size": 4, "learning_rate": 1e-2, "warmup_ratio": 0.0,
-                  "eval_every": 100, "save_every": 100, **train_overrides},
-        "lora": lora,
-        "output_dir": str(tmp_path / train_overrides.get("_out", "run")),
-    }
-    raw["train"].pop("_out", None)
-    return SFTConfig.model_validate(raw)
-
-
-def adapter_weights(run: Path) -> dict[str, torch.Tensor]:
-    return load_file(run / "adapter" / "adapter_model.safetensors")
+from tests.helpers import adapter_weights, run_recorded, sft_config, write_sft_data
 
 
 def train_losses(run: Path) -> list[float]:
@@ -71,7 +35,7 @@ def test_accumulation_equivalence(tmp_path, tiny_model_dir, monkeypatch):
     steps = use_recording_sgd(monkeypatch)
     for mb, ga in ((8, 1), (2, 4), (1, 8)):
         (tmp_path / f"{mb}x{ga}").mkdir()
-        cfg = make_config(tmp_path / f"{mb}x{ga}", tiny_model_dir, micro_batch_size=mb, grad_accum_steps=ga,
+        cfg = sft_config(tmp_path / f"{mb}x{ga}", tiny_model_dir, micro_batch_size=mb, grad_accum_steps=ga,
                           max_steps=3)
         summary = train(cfg, quiet=True)
         results.append((summary, list(steps), train_losses(Path(cfg.output_dir))))
@@ -114,7 +78,7 @@ def test_packing_equals_padding(tmp_path, tiny_model_dir, monkeypatch):
     steps = use_recording_sgd(monkeypatch)
     for packing in (True, False):
         (tmp_path / str(packing)).mkdir()
-        cfg = make_config(tmp_path / str(packing), tiny_model_dir, packing=packing, max_steps=3)
+        cfg = sft_config(tmp_path / str(packing), tiny_model_dir, packing=packing, max_steps=3)
         out[packing] = (train(cfg, quiet=True), list(steps), train_losses(Path(cfg.output_dir)))
         del steps[:]
     assert out[True][0]["initial_val_loss"] == pytest.approx(out[False][0]["initial_val_loss"], rel=LOSS_RTOL, abs=0)
@@ -127,7 +91,7 @@ def test_trainable_change_frozen_do_not(tmp_path, tiny_model_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    cfg = make_config(tmp_path, tiny_model_dir, max_steps=3, save_every=1, keep_last=3,
+    cfg = sft_config(tmp_path, tiny_model_dir, max_steps=3, save_every=1, keep_last=3,
                       lora={"dropout": 0.0, "merge": True})
     summary = train(cfg, quiet=True)
     run = Path(cfg.output_dir)
@@ -171,7 +135,7 @@ def test_trainable_change_frozen_do_not(tmp_path, tiny_model_dir):
 def test_full_finetune_outputs_load(tmp_path, tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    cfg = make_config(tmp_path, tiny_model_dir, method="full", max_steps=2, learning_rate=1e-3)
+    cfg = sft_config(tmp_path, tiny_model_dir, method="full", max_steps=2, learning_rate=1e-3)
     train(cfg, quiet=True)
     merged = Path(cfg.output_dir) / "merged"
     model = AutoModelForCausalLM.from_pretrained(merged)
@@ -183,7 +147,7 @@ def test_full_finetune_outputs_load(tmp_path, tiny_model_dir):
 
 def test_early_stopping_on_rising_val_loss(tmp_path, tiny_model_dir):
     """A huge LR makes validation loss rise; patience 2 stops the run and keeps the best (initial) weights."""
-    cfg = make_config(tmp_path, tiny_model_dir, method="full", max_steps=20, learning_rate=0.5, eval_every=1,
+    cfg = sft_config(tmp_path, tiny_model_dir, method="full", max_steps=20, learning_rate=0.5, eval_every=1,
                       patience=2, max_grad_norm=None)
     summary = train(cfg, quiet=True)
     assert summary["early_stopped"] is True
@@ -206,7 +170,7 @@ def test_nan_guard_stops_before_step(tmp_path, tiny_model_dir, monkeypatch):
         return value * float("nan") if calls["n"] > 2 else value  # steps 1-2 fine, step 3 poisoned
 
     monkeypatch.setattr(sft.CausalLMLoss, "forward", poisoned)
-    cfg = make_config(tmp_path, tiny_model_dir, max_steps=5, save_every=1, micro_batch_size=18)
+    cfg = sft_config(tmp_path, tiny_model_dir, max_steps=5, save_every=1, micro_batch_size=18)
     with pytest.raises(NonFiniteLossError, match="non-finite loss at step 3"):
         train(cfg, quiet=True)
     ckpts = sorted((Path(cfg.output_dir) / "checkpoints").glob("step-*"))
@@ -226,7 +190,7 @@ def test_non_finite_gradient_norm_stops_before_the_optimizer_steps(tmp_path, tin
         return norm * float("inf") if len(seen) == 1 else norm  # the recipe's second step
 
     monkeypatch.setattr(sft.torch.nn.utils, "clip_grad_norm_", clip_then_poison)
-    cfg = make_config(tmp_path, tiny_model_dir, max_steps=4, micro_batch_size=6)
+    cfg = sft_config(tmp_path, tiny_model_dir, max_steps=4, micro_batch_size=6)
     with pytest.raises(NonFiniteLossError, match="non-finite gradient norm at step 2"):
         train(cfg, quiet=True)
     assert len(seen) == 1  # step 1 was applied; step 2 was refused before optimizer.step()
@@ -238,7 +202,7 @@ def test_mass_length_drops_stop_the_run(tmp_path, tiny_model_dir):
     data = tmp_path / "stories.jsonl"  # make_config writes its own data.jsonl
     data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": u},
                                                      {"role": "assistant", "content": a}]}) + "\n" for u, a in rows))
-    cfg = make_config(tmp_path, tiny_model_dir, max_steps=1,
+    cfg = sft_config(tmp_path, tiny_model_dir, max_steps=1,
                       data={"train_path": str(data), "max_length": 64, "overlong": "drop", "val_fraction": 0.2})
     with pytest.raises(UserError, match=r"6 of 10 examples were dropped for length; raise data.max_length \(now 64\)"):
         train(cfg, quiet=True)
@@ -253,7 +217,7 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path, tiny_model_dir):
     import yaml
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    data = write_data(tmp_path / "data.jsonl", n=40)
+    data = write_sft_data(tmp_path / "data.jsonl", n=40)
     base = {"model": {"name": str(tiny_model_dir)}, "data": {"train_path": str(data), "val_fraction": 0.2},
             "train": {"max_steps": 16, "micro_batch_size": 2, "grad_accum_steps": 2, "learning_rate": 5e-3,
                       "save_every": 4, "eval_every": 6, "keep_last": 2}, "lora": {"dropout": 0.1}}
@@ -291,7 +255,7 @@ def test_crash_mid_epoch_and_mid_window_then_resume_matches_uninterrupted(tmp_pa
 
     def config(name):
         (tmp_path / name).mkdir()
-        return make_config(tmp_path / name, tiny_model_dir, max_steps=7, micro_batch_size=2, grad_accum_steps=2,
+        return sft_config(tmp_path / name, tiny_model_dir, max_steps=7, micro_batch_size=2, grad_accum_steps=2,
                            save_every=2, eval_every=3, learning_rate=5e-3, lora={"dropout": 0.1})
 
     straight = train(config("straight"), quiet=True)
@@ -329,23 +293,12 @@ def ckpt_dirs(cfg) -> list[Path]:
 def test_existing_run_needs_resume(tmp_path, tiny_model_dir):
     from sftkit.errors import UserError
 
-    cfg = make_config(tmp_path, tiny_model_dir, max_steps=1)
+    cfg = sft_config(tmp_path, tiny_model_dir, max_steps=1)
     train(cfg, quiet=True)
     with pytest.raises(UserError, match="--resume"):
         train(cfg, quiet=True)
 
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_recorded(args: list[str], steps_dir: Path, processes: int = 1, port: int = 0) -> None:
-    """`sftkit ARGS` (under torchrun with `processes` > 1) on recording SGD (tests/recipes/sgd_cli.py)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "SFTKIT_TEST_STEPS_DIR": str(steps_dir)}
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port",
-                str(port)] if processes > 1 else [sys.executable]
-    proc = subprocess.run([*launcher, "-m", "tests.recipes.sgd_cli", *args], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
 def assert_same_curves(one: Path, two: Path, keys: tuple[str, ...] = ("train_loss", "val_loss")) -> None:
@@ -363,7 +316,7 @@ def test_two_process_gloo_equals_one_process(tmp_path, tiny_model_dir):
     import yaml
 
     # 22 training rows: step 3 holds 6, so rank 1 has one micro-batch fewer and runs a no-target batch
-    data = write_data(tmp_path / "data.jsonl", n=28)
+    data = write_sft_data(tmp_path / "data.jsonl", n=28)
     common = {"model": {"name": str(tiny_model_dir)}, "data": {"train_path": str(data), "val_fraction": 0.2},
               "lora": {"dropout": 0.0}}
     one = dict(common, output_dir=str(tmp_path / "one"),
@@ -392,7 +345,7 @@ def test_two_process_fsdp_full_equals_one_process(tmp_path, tiny_model_dir):
     import yaml
     from safetensors.torch import load_file as load_weights
 
-    data = write_data(tmp_path / "data.jsonl", n=22)
+    data = write_sft_data(tmp_path / "data.jsonl", n=22)
     common = {"model": {"name": str(tiny_model_dir)}, "data": {"train_path": str(data), "val_fraction": 0.25}}
     train_cfg = {"method": "full", "max_steps": 3, "micro_batch_size": 2, "learning_rate": 1e-3, "eval_every": 2,
                  "save_every": 2}
@@ -419,7 +372,7 @@ def test_gradient_checkpointing_gives_same_update(tmp_path, tiny_model_dir, monk
     steps = use_recording_sgd(monkeypatch)
     for flag in (False, True):
         (tmp_path / str(flag)).mkdir()
-        train(make_config(tmp_path / str(flag), tiny_model_dir, gradient_checkpointing=flag, max_steps=2), quiet=True)
+        train(sft_config(tmp_path / str(flag), tiny_model_dir, gradient_checkpointing=flag, max_steps=2), quiet=True)
         out[flag] = list(steps)
         del steps[:]
     assert_same_trajectory(out[True], out[False])
@@ -428,12 +381,12 @@ def test_gradient_checkpointing_gives_same_update(tmp_path, tiny_model_dir, monk
 def test_eval_safety_puts_the_headline_in_summary(tmp_path, tiny_model_dir, monkeypatch):
     """eval.safety alone (without after_training) runs the safety evaluation against the base model."""
     import sftkit.safety as safety
-    from tests.safety.test_evaluate import SETTINGS
+    from tests.helpers import safety_settings
 
     real = safety.run_safety
-    monkeypatch.setattr(safety, "run_safety", lambda *a, **k: real(*a, settings=SETTINGS, **k))
+    monkeypatch.setattr(safety, "run_safety", lambda *a, **k: real(*a, settings=safety_settings(), **k))
     monkeypatch.setenv("SFTKIT_HOME", str(tmp_path / "home"))
-    cfg = make_config(tmp_path, tiny_model_dir, max_steps=1)
+    cfg = sft_config(tmp_path, tiny_model_dir, max_steps=1)
     cfg.eval.safety = True
     train(cfg, quiet=True)
     run = Path(cfg.output_dir)
@@ -445,8 +398,8 @@ def test_eval_safety_puts_the_headline_in_summary(tmp_path, tiny_model_dir, monk
 
 
 def test_replay_mixes_the_asked_fraction_of_general_examples(tmp_path, tiny_model_dir):
-    general = write_data(tmp_path / "general.jsonl", n=40, seed=7)
-    cfg = make_config(tmp_path, tiny_model_dir, max_steps=1,
+    general = write_sft_data(tmp_path / "general.jsonl", n=40, seed=7)
+    cfg = sft_config(tmp_path, tiny_model_dir, max_steps=1,
                       data={"replay_path": str(general), "replay_fraction": 0.25})
     summary = train(cfg, quiet=True)
     # 24 task examples, 6 held out for validation: 18 train; 25% replay -> 18 * 0.25 / 0.75 = 6 general examples

@@ -7,9 +7,11 @@ import json
 import pytest
 
 import sftkit.safety.evaluate as evaluate
-from sftkit.safety.evaluate import SafetySettings, run_safety
+from sftkit.safety.evaluate import run_safety
+from tests.helpers import safety_settings
 
-SETTINGS = SafetySettings(max_new_tokens=2, max_prompts=10, hhh_max_examples=6, batch_size=10)
+
+SETTINGS = safety_settings()
 
 
 class ScriptedClassifier:
@@ -30,7 +32,7 @@ class ScriptedClassifier:
 
 @pytest.fixture
 def other_tiny_dir(tmp_path_factory, tokenizer):
-    from tests.conftest import make_tiny_model
+    from tests.helpers import make_tiny_model
 
     path = tmp_path_factory.mktemp("tiny-other")
     make_tiny_model(seed=1).save_pretrained(path)

@@ -44,9 +44,9 @@ def test_tensorboard_after_a_crash_and_resume_has_each_step_once(tmp_path, tiny_
     """Checkpoint at step 3, crash in step 6: steps 4 and 5 (validation at 5) run twice. Without purging, step
     4's train scalars hide the first session's steps 4-5 of those tags only; val_loss at 5 showed up twice."""
     import sftkit.recipes.sft as sft
-    from tests.recipes.test_sft import make_config
+    from tests.helpers import sft_config
 
-    config = make_config(tmp_path, tiny_model_dir, max_steps=7, save_every=3, eval_every=5)
+    config = sft_config(tmp_path, tiny_model_dir, max_steps=7, save_every=3, eval_every=5)
     original, calls = sft.CausalLMLoss.forward, {"n": 0}
 
     def crash_in_step_six(self, batch):

@@ -70,6 +70,23 @@ def test_vllm_command_lines(hf_export, export_run, tiny_model_dir):
     assert vllm_commands(out, "m", "fp16", "base", out / "adapter", 32)["adapter"].endswith("--max-lora-rank 32")
 
 
+def test_exported_adapter_loads_in_peft_as_the_run_model(hf_export, export_run, tiny_model_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sftkit.export.source import load_reference, resolve_source
+
+    out, _ = hf_export
+    run_model = load_reference(resolve_source(str(export_run)))
+    ids = AutoTokenizer.from_pretrained(out).apply_chat_template(
+        [{"role": "user", "content": "What is 2 plus 3?"}], add_generation_prompt=True, return_tensors="pt",
+        return_dict=True)["input_ids"]
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    served_adapter = PeftModel.from_pretrained(base, out / "adapter").eval()
+    with torch.no_grad():  # the adapter files are the run's own: same modules, same weights, same arithmetic
+        assert torch.equal(served_adapter(ids).logits, run_model(ids).logits)
+
+
 def test_keep_one_chat_template_moves_a_tokenizer_config_copy_out(tmp_path):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": "T", "eos_token": "e"}))
     hf.keep_one_chat_template(tmp_path)

@@ -13,8 +13,9 @@ from sftkit.export.converter import LLAMA_CPP_PYTHON_VERSION
 
 K_QUANTS = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
             "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K"}
-INSTALL = (f"pip install 'sftkit[gguf]' (builds llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION} from source: a few "
-           "minutes, needs cmake >= 3.21 and a C++ compiler)")
+INSTALL = (f"CMAKE_ARGS='-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF' pip install 'sftkit[gguf]' (builds llama-cpp-python=="
+           f"{LLAMA_CPP_PYTHON_VERSION} from source: about 15 minutes on 2 cores, needs cmake >= 3.21 and a C++ "
+           "compiler)")
 
 
 def llama_cpp_available() -> bool:

@@ -38,4 +38,5 @@ def require_llama_cpp() -> None:
         return
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail("CI=true but llama-cpp-python is not installed: `make test` installs the extra sftkit[gguf]")
-    pytest.skip("needs the extra sftkit[gguf] (llama-cpp-python): pip install -e '.[gguf]'")
+    pytest.skip("needs the extra sftkit[gguf] (llama-cpp-python): CMAKE_ARGS='-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF' "
+                "pip install -e '.[gguf]'")

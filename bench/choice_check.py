@@ -76,8 +76,10 @@ def check_rows(scorer: PlainScorer, rows: list[dict]) -> dict:
 
 
 def run_eval(model: str, task: str, max_examples: int | None, output: Path) -> list[dict]:
+    # float32 because the reference is plain transformers in float32: the check is about which tokens are
+    # scored, and dtype auto (bfloat16 on CPUs with AVX512-BF16/AMX) moves each log-prob by ~0.1
     command = [sys.executable, "-m", "sftkit.cli", "eval", "--model", model, "--task", task, "--no-cache",
-               "--output", str(output)] + (["--max-examples", str(max_examples)] if max_examples else [])
+               "--dtype", "float32", "--output", str(output)] + (["--max-examples", str(max_examples)] if max_examples else [])
     subprocess.run(command, check=True)
     return [json.loads(line) for line in (output / "predictions.jsonl").read_text().splitlines()]
 

@@ -26,6 +26,8 @@ _EXPORTS = {
     "safety": "sftkit.api",
     "curate": "sftkit.api",
     "export": "sftkit.api",
+    "sweep": "sftkit.sweep",  # the package, callable as the verb (sftkit/sweep/__init__.py)
+    "SweepConfig": "sftkit.sweep.config",
     "TrainResult": "sftkit.results",
     "DPOResult": "sftkit.results",
     "EvalResult": "sftkit.results",
@@ -33,6 +35,7 @@ _EXPORTS = {
     "SafetyResult": "sftkit.results",
     "CurateResult": "sftkit.results",
     "ExportResult": "sftkit.results",
+    "SweepResult": "sftkit.results",
     "UserError": "sftkit.errors",
     "ConfigError": "sftkit.errors",
 }
@@ -40,21 +43,24 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
-    from sftkit.api import compare, curate, dpo, evaluate, export, safety, train
+    from sftkit.api import compare, curate, dpo, evaluate, export, safety, sweep, train
     from sftkit.config import load_config
     from sftkit.curate.config import CurateConfig
     from sftkit.errors import ConfigError, UserError
     from sftkit.recipes.dpo_config import DPOConfig
     from sftkit.recipes.sft_config import SFTConfig
-    from sftkit.results import (CompareResult, CurateResult, DPOResult, EvalResult, ExportResult, SafetyResult,
-                                TrainResult)
+    from sftkit.sweep.config import SweepConfig
+    from sftkit.results import CompareResult, CurateResult, DPOResult, EvalResult, ExportResult
+    from sftkit.results import SafetyResult, SweepResult, TrainResult
 
 
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'sftkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = importlib.import_module(module)
+    if module != f"{__name__}.{name}":  # a package exported under its own name is the value itself
+        value = getattr(value, name)
     globals()[name] = value  # later look-ups skip __getattr__
     return value
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sftkit.results import (CompareResult, CurateResult, DPOResult, EvalResult, ExportResult, SafetyResult, TrainResult,
-                            from_json)
+from sftkit.results import CompareResult, CurateResult, DPOResult, EvalResult, ExportResult, SafetyResult
+from sftkit.results import SweepResult, TrainResult, from_json
 
 
 def _write_rows(rows, path: Path) -> str:
@@ -44,7 +44,7 @@ def _with_data(config, sections: dict, model_cls, resume: bool):
 
 
 def train(config=None, overrides: list[str] | None = None, *, train_data=None, val_data=None, test_data=None,
-          resume: bool = False, quiet: bool = False) -> TrainResult:
+          resume: bool = False, quiet: bool = False, stop_at_step: int | None = None) -> TrainResult:
     """`sftkit train`: fine-tune and return the run's summary.
 
     Args:
@@ -53,6 +53,8 @@ def train(config=None, overrides: list[str] | None = None, *, train_data=None, v
         train_data, val_data, test_data: rows in memory (or a path), instead of `data.*_path`.
         resume: continue from the newest complete checkpoint in `output_dir`.
         quiet: no start-up table, progress bar or summary table.
+        stop_at_step: pause after this optimizer step (checkpointed, weights exported, `paused_at_step` set, no
+            summary.json); the schedule still spans the whole run, and `resume=True` continues it exactly.
 
     Raises:
         ConfigError: every problem in the config, before any model loads.
@@ -64,7 +66,7 @@ def train(config=None, overrides: list[str] | None = None, *, train_data=None, v
     config = load_config(config, overrides, model_cls=SFTConfig, require_train_path=train_data is None)
     config = _with_data(config, {"train_path": train_data, "val_path": val_data, "test_path": test_data},
                         SFTConfig, resume)
-    summary = run_sft(config, resume=resume, quiet=quiet)
+    summary = run_sft(config, resume=resume, quiet=quiet, stop_at_step=stop_at_step)
     return TrainResult.from_summary(summary, config.output_dir)
 
 
@@ -146,3 +148,24 @@ def export(model: str | Path, format: str = "gguf", quant: str | None = None, *,
     report = run_export(str(model), format, quant, dtype=dtype, output=output, force=force, verify=verify,
                         template=template, base=base, max_lora_rank=max_lora_rank, max_new_tokens=max_new_tokens)
     return from_json(ExportResult, report, report["output_dir"])
+
+
+def sweep(config, overrides: list[str] | None = None, *, auto: bool = False, quiet: bool = False) -> SweepResult:
+    """`sftkit sweep`: successive halving over a search space on validation, then the held-out comparison of
+    the winner with the base config; calling it again on an interrupted sweep continues it.
+
+    Args:
+        config: a `SweepConfig`, a SWEEP.yaml path, or a mapping (`base`, `search`, `budget`, ...); with
+            `auto`, a plain `sftkit train` config path or mapping is its own base.
+        overrides: `key=value` items (`trials=4`, `base.train.micro_batch_size=4`), as `--set`.
+        auto: add the built-in search space for the base's method (sftkit/sweep/auto.py).
+        quiet: no live leaderboard or tables.
+
+    Raises:
+        ConfigError: every problem in the sweep and its trial configs, before any model loads.
+    """
+    from sftkit.sweep.config import load_sweep
+    from sftkit.sweep.runner import run_sweep
+
+    plan = load_sweep(config, overrides, auto=auto)
+    return from_json(SweepResult, run_sweep(plan, quiet=quiet), plan.out_dir)

@@ -50,14 +50,23 @@ class LoraSection(Section):
     merge: bool = Field(False, description="Also write `merged/`, the base with the adapter folded in.")
 
 
+# Peak learning rates a null `train.learning_rate` resolves to, per recipe and method; the only copy of these
+# numbers (the evidence and sources are in docs/sweep.md, "Defaults"). Adapters (LoRA, QLoRA) take `lora`.
+DEFAULT_LEARNING_RATES = {"sft": {"lora": 1e-3, "full": 1e-4}, "dpo": {"lora": 5e-5, "full": 5e-5}}
+_LEARNING_RATE_HELP = ("Peak learning rate; null = the default for the method, written resolved into config.yaml: "
+                       + "; ".join(f"{recipe} {rates['lora']:g} for LoRA, {rates['full']:g} for full fine-tuning"
+                                   for recipe, rates in DEFAULT_LEARNING_RATES.items()) + " (docs/sweep.md).")
+
+
 class TrainSection(Section):
-    method: Literal["lora", "full"] = Field("lora", description="LoRA adapter or full fine-tuning.")
+    method: Literal["lora", "qlora", "full"] = Field("lora", description="LoRA adapter, QLoRA (the adapter on a "
+                                                     "4-bit NF4 base; needs the `qlora` extra) or full fine-tuning.")
     micro_batch_size: int = Field(4, ge=1, description="Examples per forward pass (per process). With packing, "
                                   "the token budget of a packed micro-batch is micro_batch_size * max_length.")
     grad_accum_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     num_epochs: float = Field(1.0, gt=0, description="Passes over the training data (ignored if max_steps set).")
     max_steps: int | None = Field(None, ge=1, description="Optimizer steps; overrides num_epochs.")
-    learning_rate: float = Field(2e-4, gt=0, le=1.0, description="Peak learning rate.")
+    learning_rate: float | None = Field(None, gt=0, le=1.0, description=_LEARNING_RATE_HELP)
     lr_scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Decay after warmup.")
     warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Fraction of steps spent warming up linearly.")
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0, description="Final LR as a fraction of the peak.")
@@ -66,8 +75,12 @@ class TrainSection(Section):
     adam_beta2: float = Field(0.999, ge=0.0, lt=1.0, description="AdamW beta2.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the global gradient norm; null disables.")
     packing: bool = Field(True, description="Pack several examples per row, with no attention across examples.")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="`auto`: bf16 on GPUs that support it, "
-                                                        "fp32 on CPU.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="`auto`: bf16 on GPUs that support it; "
+                                                        "on CPUs with native bf16 (AMX, AVX512-BF16), bf16 autocast "
+                                                        "with fp32 weights; fp32 otherwise. Printed at start-up.")
+    compile: Literal["auto", "on", "off"] = Field("auto", description="Compile each decoder layer (torch.compile, "
+                                                  "dynamic length). `auto`: on CUDA, off on CPU (compiling takes "
+                                                  "longer than it saves there).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
     seed: int = Field(42, description="Seed for data order, splits, LoRA init and dropout.")
     eval_every: int = Field(50, ge=1, description="Validate every N optimizer steps (also at start and end).")
@@ -80,6 +93,16 @@ class TrainSection(Section):
     num_threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: all cores).")
 
 
+def default_learning_rate(recipe: str, method: str) -> float:
+    """The peak learning rate a null `train.learning_rate` means for `recipe` (sft, dpo) and `method`."""
+    return DEFAULT_LEARNING_RATES[recipe]["full" if method == "full" else "lora"]
+
+
+def resolve_learning_rate(train: TrainSection, recipe: str) -> None:
+    """Fill a null `train.learning_rate` with the recipe's default for `train.method`: the one place where a
+    default learning rate is applied, so config.yaml, the start-up table and the optimizer see the same number."""
+    if train.learning_rate is None:
+        train.learning_rate = default_learning_rate(recipe, train.method)
 
 
 def shared_problems(data, train, train_path_hint: str, info=None) -> list[str]:
@@ -172,6 +195,16 @@ def apply_overrides(raw: dict, overrides: list[str] | None, strip_prefix: str | 
     return problems
 
 
+def raw_config(path, sections: str = "model, data, train, ...") -> tuple[dict, str | None]:
+    """(a copy of the mapping, its file or None) for a config given as a YAML path, a mapping or an object."""
+    if isinstance(path, BaseModel):
+        return path.model_dump(mode="json"), None
+    if isinstance(path, dict):
+        return copy.deepcopy(path), None
+    source = str(path) if path else None
+    return (read_yaml(source, sections) if source else {}), source
+
+
 def load_config(path=None, overrides: list[str] | None = None, model_cls=None, require_train_path: bool = True,
                 check_paths: Literal["none", "inputs", "all"] = "none"):
     """A validated config from a YAML file path, a mapping, or a config object (None: every default), with
@@ -183,14 +216,7 @@ def load_config(path=None, overrides: list[str] | None = None, model_cls=None, r
     files) or `all` (and output_dir), so a wrong path is reported before any model loads.
     """
     model_cls = model_cls or _sft_config()
-    source = None
-    if isinstance(path, BaseModel):
-        raw = path.model_dump(mode="json")
-    elif isinstance(path, dict):
-        raw = copy.deepcopy(path)
-    else:
-        source = str(path) if path else None
-        raw = read_yaml(source) if source else {}
+    raw, source = raw_config(path)
     problems = apply_overrides(raw, overrides)
     if problems:
         raise ConfigError(problems, source=source)

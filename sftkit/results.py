@@ -1,5 +1,5 @@
 """What the Python API returns: one typed result per verb, whose fields are the keys of the JSON file the verb
-writes (`summary.json`, `eval.json`, `comparison.json`, `safety.json`, the curation report,
+writes (`summary.json`, `eval.json`, `comparison.json`, `safety.json`, the curation report, `sweep.json`,
 `export_report.json`).
 
 Every result keeps the whole JSON object in `raw`, so keys that a newer sftkit adds are never lost, and
@@ -29,7 +29,8 @@ class Result:
 @dataclass(frozen=True)
 class TrainResult(Result):
     """`sftkit train`'s summary.json. `gain_over_prompting`, `retention` and `safety` are set when the config
-    asked for the evaluation after training (`eval.after_training`, `eval.safety`)."""
+    asked for the evaluation after training (`eval.after_training`, `eval.safety`). A run paused by
+    `stop_at_step` has `paused_at_step`, `total_steps` and `val_loss` (of the weights at the pause) instead."""
 
     output_dir: Path | None = None
     base_model: str | None = None
@@ -60,6 +61,9 @@ class TrainResult(Result):
     gain_over_prompting: dict | None = None
     retention: float | None = None
     safety: dict | None = None
+    paused_at_step: int | None = None
+    total_steps: int | None = None
+    val_loss: float | None = None
 
     @classmethod
     def from_summary(cls, summary: dict, output_dir: str | Path) -> TrainResult:
@@ -184,6 +188,30 @@ class ExportResult(Result):
     commands: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     seconds: float = 0.0
+
+
+class SweepResult(Result):
+    """`sftkit sweep`'s sweep.json: every trial (`params`, `status`, `rung`, `objective`, `history`), the
+    winner (`best`, with its config file), the base config's run (`base`), the second-seed `reproduction`, and
+    the held-out `test` scores with the winner's paired gain over the base."""
+
+    output_dir: Path | None = None
+    status: str | None = None
+    objective: str | None = None
+    minimize: bool = True
+    trials: list = field(default_factory=list)
+    rungs: list = field(default_factory=list)
+    winner: str | None = None
+    best: dict | None = None
+    base: dict | None = None
+    reproduction: dict | None = None
+    test: dict | None = None
+    data: dict | None = None
+
+    @property
+    def best_config(self) -> Path | None:
+        """The winning config as YAML, ready for `sftkit train`."""
+        return Path(self.best["config"]) if self.best and self.best.get("config") else None
 
 
 def from_json(cls, data: dict, output_dir: str | Path | None = None):

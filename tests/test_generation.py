@@ -151,3 +151,44 @@ def test_guard_blocks_requests_before_and_replies_after_generation(tmp_path, tok
     assert guarded[1] == generate(model, tokenizer, [user(PROMPTS[1])], 4)[0]
     assert guarded[2].text.startswith("[guardrail] This reply was withheld") and guarded[2].token_ids == []
     assert [(e["index"], e["where"]) for e in guard.events] == [(0, "input"), (2, "output")]
+
+
+def test_per_conversation_limits_equal_generating_each_alone(tokenizer):
+    model = untied_model()
+    conversations = [user(p) for p in PROMPTS]
+    together = generate(model, tokenizer, conversations, [2, 6, 4])
+    alone = [generate(model, tokenizer, [c], limit)[0] for c, limit in zip(conversations, [2, 6, 4])]
+    assert together == alone
+    assert [len(r.token_ids) for r in together] == [2, 6, 4] and {r.finish_reason for r in together} == {"length"}
+    with pytest.raises(ValueError, match="2 max_new_tokens limits for 3 conversations"):
+        generate(model, tokenizer, conversations, [2, 6])
+
+
+class Recorder:
+    """A GenerationHook that records every token and cancels conversation `cancel_index` after `after` tokens."""
+
+    def __init__(self, cancel_index: int | None = None, after: int = 0):
+        self.tokens: dict[int, list[int]] = {}
+        self.cancel_index, self.after = cancel_index, after
+
+    def on_token(self, index, token_id):
+        self.tokens.setdefault(index, []).append(token_id)
+
+    def cancelled(self, index):
+        return index == self.cancel_index and len(self.tokens.get(index, [])) >= self.after
+
+
+def test_a_hook_sees_each_token_as_generated_and_can_cancel_a_row(tokenizer):
+    model = untied_model()
+    conversations = [user(p) for p in PROMPTS]
+    natural = generate(model, tokenizer, conversations, 8)
+    seen = Recorder()
+    assert generate(model, tokenizer, conversations, 8, hook=seen) == natural
+    assert seen.tokens == {i: r.token_ids for i, r in enumerate(natural)}  # stop tokens and padding not passed
+    cancelling = Recorder(cancel_index=1, after=3)
+    replies = generate(model, tokenizer, conversations, 8, hook=cancelling)
+    # checked with 3 tokens seen, in the step that chose the 4th: the row ends with it, and the hook gets it
+    assert replies[1].finish_reason == "cancelled"
+    assert replies[1].token_ids == cancelling.tokens[1] == natural[1].token_ids[:4]
+    assert replies[1].text == tokenizer.decode(natural[1].token_ids[:4], skip_special_tokens=True)
+    assert [replies[0], replies[2]] == [natural[0], natural[2]]

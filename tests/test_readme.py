@@ -25,6 +25,8 @@ def test_the_readme_has_a_python_example():
 @pytest.mark.parametrize("index", range(len(python_blocks())))
 def test_readme_python_block_runs(index, tmp_path):
     code = python_blocks()[index]
+    if "OpenAI(base_url=" in code:
+        pytest.skip("talks to a running `sftkit serve`: tests/serve/test_readme.py runs it against one")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     if "train(" in code:

@@ -12,11 +12,13 @@ from rich.text import Text
 
 # Importing a module registers its sub-commands; `sftkit --help` lists them in this order.
 from sftkit.cli import run  # noqa: F401  isort: skip
+from sftkit.cli import sweep  # noqa: F401  isort: skip
 from sftkit.cli import generate  # noqa: F401  isort: skip
 from sftkit.cli import evaluate  # noqa: F401  isort: skip
 from sftkit.cli import data  # noqa: F401  isort: skip
 from sftkit.cli import curate  # noqa: F401  isort: skip
 from sftkit.cli import export  # noqa: F401  isort: skip
+from sftkit.cli import serve  # noqa: F401  isort: skip
 from sftkit.cli.root import app, console
 from sftkit.errors import UserError
 from sftkit.paths import os_error_line

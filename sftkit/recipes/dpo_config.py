@@ -9,7 +9,8 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, model_validator
 
-from sftkit.config import DATA, MODEL, OUTPUT_DIR, LoraSection, ModelSection, Section, TrainSection, shared_problems
+from sftkit.config import DATA, MODEL, OUTPUT_DIR, LoraSection, ModelSection, Section, TrainSection
+from sftkit.config import resolve_learning_rate, shared_problems
 
 
 class DPOModelSection(ModelSection):
@@ -60,7 +61,7 @@ class DPOConfig(Section):
 
     model: DPOModelSection = Field(default_factory=DPOModelSection, description="Starting model (also the reference).")
     data: PreferenceDataSection = Field(default_factory=PreferenceDataSection, description="Preference pairs.")
-    train: TrainSection = Field(default_factory=lambda: TrainSection(learning_rate=5e-5, micro_batch_size=2),
+    train: TrainSection = Field(default_factory=lambda: TrainSection(micro_batch_size=2),
                                 description="Optimisation (micro_batch_size counts pairs).")
     lora: LoraSection = Field(default_factory=LoraSection, description="LoRA settings (method: lora).")
     dpo: DPOSection = Field(default_factory=DPOSection, description="Preference loss and reference model.")
@@ -70,9 +71,12 @@ class DPOConfig(Section):
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo):
+        resolve_learning_rate(self.train, "dpo")
         problems = shared_problems(self.data, self.train, "a preference file or directory", info)
         if self.train.fsdp:
             problems.append("train.fsdp is not supported by dpo: use LoRA, or full fine-tuning under plain DDP")
+        if self.train.method == "qlora":
+            problems.append("train.method: qlora is for `sftkit train` only: use lora for dpo")
         if self.dpo.sft_adapter == "continue" and self.train.method != "lora":
             problems.append("dpo.sft_adapter: continue trains an SFT LoRA adapter further; it needs train.method: lora")
         if problems:

@@ -8,7 +8,8 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from sftkit.config import DATA, OUTPUT_DIR, TASK, LoraSection, ModelSection, Section, TrainSection, shared_problems
+from sftkit.config import DATA, OUTPUT_DIR, TASK, LoraSection, ModelSection, Section, TrainSection
+from sftkit.config import resolve_learning_rate, shared_problems
 from sftkit.errors import UserError
 from sftkit.eval.metrics import GENERATION_METRICS, parse_extract
 from sftkit.eval.settings import CompareSettings, EvalSettings
@@ -80,6 +81,7 @@ class SFTConfig(Section):
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo):
+        resolve_learning_rate(self.train, "sft")
         problems = shared_problems(self.data, self.train, "a file, directory or bigbench:TASK", info)
         if self.train.fsdp and self.train.method != "full":
             problems.append("train.fsdp needs train.method: full (LoRA adapters are small; use plain DDP)")

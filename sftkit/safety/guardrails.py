@@ -2,11 +2,13 @@
 
 A `Guardrail` checks the user's last message before generation and the reply after it, with
   - blocklists: files of regular expressions, one per line (`#` comments and blank lines ignored), matched
-    case-insensitively anywhere in the text; `default` names the list shipped in sftkit/assets/safety/;
-  - a pluggable classifier: `package.module:function`, called with the text and returning True (block) or a
-    number (block when >= 0.5).
+    case-insensitively anywhere in the text; `default` names the list shipped in sftkit/assets/safety/.
+    A comment line `# hazard: S9 ...` tags the patterns below it with that hazard code (sftkit/safety/hazards.py);
+  - a pluggable classifier: `package.module:function`, called with the text and returning True (block), a
+    number (block when >= 0.5) or a hazard code such as "S2" (block, tagged with it).
 A blocked input is not sent to the model; a blocked reply is withheld. Either way the reply returned is a
-one-line notice naming the rule that fired, and the event is kept in `Guardrail.events`.
+one-line notice naming the rule that fired, and the event is kept in `Guardrail.events`. Every verdict carries
+the rule's hazard code (None when its list gives none).
 """
 
 from __future__ import annotations
@@ -19,21 +21,26 @@ from pathlib import Path
 from typing import Callable
 
 from sftkit.errors import UserError
+from sftkit.safety.hazards import HAZARDS
 
 DEFAULT_BLOCKLIST = "default"
 CLASSIFIER_THRESHOLD = 0.5
+_HAZARD_LINE = re.compile(r"#\s*hazard:\s*(\S+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class Pattern:
     regex: re.Pattern
     source: str  # file:line, so a notice says which rule fired
+    category: str | None = None  # hazard code from the list's `# hazard:` line above it
 
 
 @dataclass
 class Verdict:
     blocked: bool
     rule: str = ""
+    category: str | None = None  # hazard code of the rule that fired
+    source: str = ""  # the rule's file:line, or `classifier NAME`
 
 
 def read_blocklist(spec: str) -> list[Pattern]:
@@ -47,12 +54,18 @@ def read_blocklist(spec: str) -> list[Pattern]:
             raise UserError("blocklist file not found: give a file of regular expressions, one per line, or "
                             "`default`", source=spec)
         text, name = path.read_text(encoding="utf-8"), str(path)
-    patterns = []
+    patterns, category = [], None
     for line_no, line in enumerate(text.splitlines(), start=1):
+        tag = _HAZARD_LINE.match(line.strip())
+        if tag:
+            category = tag.group(1).upper()
+            if category not in HAZARDS:
+                raise UserError(f"unknown hazard code {tag.group(1)!r}: use one of S1..S14 "
+                                "(sftkit/safety/hazards.py)", name, line_no)
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
-            patterns.append(Pattern(re.compile(line.strip(), re.IGNORECASE), f"{name}:{line_no}"))
+            patterns.append(Pattern(re.compile(line.strip(), re.IGNORECASE), f"{name}:{line_no}", category))
         except re.error as exc:
             raise UserError(f"invalid regular expression ({exc}): fix or remove this line", name, line_no) from None
     if not patterns:
@@ -92,18 +105,28 @@ class Guardrail:
     def check(self, text: str) -> Verdict:
         for pattern in self.patterns:
             if pattern.regex.search(text):
-                return Verdict(True, f"pattern '{pattern.regex.pattern}' ({pattern.source})")
+                return Verdict(True, f"pattern '{pattern.regex.pattern}' ({pattern.source})", pattern.category,
+                               pattern.source)
         if self.classifier is not None:
             score = self.classifier(text)
+            if isinstance(score, str):
+                code = score.upper()
+                if code not in HAZARDS:
+                    raise UserError(f"--guard-classifier {self.classifier_name} returned {score!r}: return True, "
+                                    "a score, or a hazard code S1..S14")
+                return Verdict(True, f"classifier {self.classifier_name}", code, f"classifier {self.classifier_name}")
             if score is True or (not isinstance(score, bool) and float(score) >= CLASSIFIER_THRESHOLD):
-                return Verdict(True, f"classifier {self.classifier_name}")
+                return Verdict(True, f"classifier {self.classifier_name}", None, f"classifier {self.classifier_name}")
         return Verdict(False)
+
+    def check_request(self, conversation: list[dict]) -> Verdict:
+        """The verdict on the user's last message (what `screen_request` screens)."""
+        return self.check(next((m["content"] for m in reversed(conversation) if m["role"] == "user"), ""))
 
     def screen_request(self, index: int, conversation: list[dict]) -> str | None:
         """The notice that replaces the reply when the user's last message is blocked (it is then not sent to
         the model), else None."""
-        user = next((m["content"] for m in reversed(conversation) if m["role"] == "user"), "")
-        verdict = self.check(user)
+        verdict = self.check_request(conversation)
         return self._notice("input", verdict, index) if verdict.blocked else None
 
     def screen_reply(self, index: int, reply: str) -> str | None:
@@ -121,6 +144,6 @@ class Guardrail:
         return replies
 
     def _notice(self, where: str, verdict: Verdict, index: int) -> str:
-        self.events.append({"index": index, "where": where, "rule": verdict.rule})
+        self.events.append({"index": index, "where": where, "rule": verdict.rule, "category": verdict.category})
         what = "request was not sent to the model" if where == "input" else "reply was withheld"
         return f"[guardrail] This {what}: it matched {verdict.rule}."

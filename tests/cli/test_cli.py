@@ -26,5 +26,5 @@ def test_help_lists_every_verb_in_order():
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith("│ ") and not line.startswith("│  ")]
     verbs = [line.split()[1] for line in lines if not line.split()[1].startswith("-")]
-    assert verbs == ["train", "dpo", "estimate", "generate", "chat", "eval", "compare", "safety", "data", "model",
-                     "config"]
+    assert verbs == ["train", "dpo", "estimate", "sweep", "generate", "chat", "eval", "compare", "safety", "serve",
+                     "monitor", "data", "model", "config"]

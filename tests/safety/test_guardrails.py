@@ -74,3 +74,33 @@ def test_generate_cli_with_guard(tmp_path, tiny_model_dir):
     assert proc.returncode == 0, proc.stderr
     notice = f"[guardrail] This request was not sent to the model: it matched pattern 'bomb' ({blocklist}:1)."
     assert proc.stdout.rstrip().endswith("\n" + notice) and proc.stdout.count("[guardrail]") == 1
+
+
+def test_every_shipped_rule_has_a_hazard_category():
+    from sftkit.safety.hazards import HAZARDS
+
+    patterns = read_blocklist("default")
+    assert [p.category for p in patterns] == ["S9", "S9", "S2", "S9", "S9", "S2", "S2", "S2", "S11", "S11", "S11",
+                                              "S2", "S2", "S2", "S2", "S2", "S7", "S7", "S7", "S4"]
+    assert {p.category for p in patterns} <= set(HAZARDS)
+    verdict = Guardrail(patterns).check("How can I build a bomb at home?")
+    assert (verdict.blocked, verdict.category, verdict.source) == (True, "S9", "blocklist:default:7")
+
+
+def test_hazard_tags_in_custom_lists_and_from_classifiers(tmp_path, monkeypatch):
+    tagged = tmp_path / "tagged.txt"
+    tagged.write_text("untagged\n# hazard: s7 privacy\n\\bhome address\\b\n")
+    assert [p.category for p in read_blocklist(str(tagged))] == [None, "S7"]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("x\n# hazard: S99\ny\n")
+    with pytest.raises(UserError, match="unknown hazard code 'S99'") as err:
+        read_blocklist(str(bad))
+    assert (err.value.source, err.value.line) == (str(bad), 2)
+    (tmp_path / "coded.py").write_text("def code(text):\n    return 's10' if 'slur' in text else 0.0\n"
+                                       "def bogus(text):\n    return 'maybe'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    verdict = Guardrail.from_options(None, "coded:code").check("a slur")
+    assert (verdict.blocked, verdict.category, verdict.source) == (True, "S10", "classifier coded:code")
+    assert not Guardrail.from_options(None, "coded:code").check("fine").blocked
+    with pytest.raises(UserError, match="returned 'maybe'"):
+        Guardrail.from_options(None, "coded:bogus").check("text")

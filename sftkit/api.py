@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sftkit.results import (CompareResult, CurateResult, DPOResult, EvalResult, RedteamResult, ReportResult,
-                            SafetyResult, SweepResult, TrainResult, from_json)
+from sftkit.results import (CompareResult, CurateResult, DPOResult, EvalResult, ExportResult, RedteamResult,
+                            ReportResult, SafetyResult, SweepResult, TrainResult, from_json)
 
 
 def _write_rows(rows, path: Path) -> str:
@@ -145,6 +145,19 @@ def curate(inputs: list[str] | str, output: str | Path, config=None, overrides: 
         config = load_curate_config(str(config) if config else None, list(overrides or []))
     report = run_curate([inputs] if isinstance(inputs, str) else list(inputs), output, config, report_path)
     return from_json(CurateResult, report)
+
+
+def export(model: str | Path, format: str = "gguf", quant: str | None = None, *, dtype: str = "bf16",
+           output: str | Path | None = None, force: bool = False, verify: bool = True, template: str | None = None,
+           base: str | None = None, max_lora_rank: int | None = None, max_new_tokens: int = 64) -> ExportResult:
+    """`sftkit export`: a run or model as `hf` (vLLM-ready safetensors, dtype `bf16`/`fp16`/`fp32`), `gguf`
+    (quant `f32`, `f16`, `bf16`, `q8_0` (default), `q4_k_m`, `q5_k_m`, `q6_k`) or `ollama` (GGUF + Modelfile),
+    verified against the model it came from; see sftkit.export.exporter.run_export."""
+    from sftkit.export.exporter import run_export
+
+    report = run_export(str(model), format, quant, dtype=dtype, output=output, force=force, verify=verify,
+                        template=template, base=base, max_lora_rank=max_lora_rank, max_new_tokens=max_new_tokens)
+    return from_json(ExportResult, report, report["output_dir"])
 
 
 def sweep(config, overrides: list[str] | None = None, *, auto: bool = False, quiet: bool = False) -> SweepResult:

@@ -1,6 +1,6 @@
 """What the Python API returns: one typed result per verb, whose fields are the keys of the JSON file the verb
 writes (`summary.json`, `eval.json`, `comparison.json`, `safety.json`, `redteam.json`, the curation report,
-`sweep.json`; `report` gives the paths it wrote).
+`sweep.json`, `export_report.json`; `report` gives the paths it wrote).
 
 Every result keeps the whole JSON object in `raw`, so keys that a newer sftkit adds are never lost, and
 `to_dict()` gives it back.
@@ -195,6 +195,27 @@ class CurateResult(Result):
 
 
 @dataclass(frozen=True)
+class ExportResult(Result):
+    """`sftkit export`'s export_report.json: the files written (bytes), the GGUF tensor types actually written,
+    every check with its numbers (`checks`, each with `passed`: True, False, or None when only reported or
+    skipped), `passed` over all checks, and the command lines that serve the export (`commands`)."""
+
+    output_dir: Path | None = None
+    format: str | None = None
+    quant: str | None = None
+    dtype: str | None = None
+    source: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+    tensor_types: dict = field(default_factory=dict)
+    stop_ids: list = field(default_factory=list)
+    checks: dict = field(default_factory=dict)
+    verified: bool = True
+    passed: bool | None = None
+    commands: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
 class SweepResult(Result):
     """`sftkit sweep`'s sweep.json: every trial (`params`, `status`, `rung`, `objective`, `history`), the
     winner (`best`, with its config file), the base config's run (`base`), the second-seed `reproduction`, and

@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 import yaml
 
-from tests.helpers import arithmetic_conversation, make_tiny_model, write_jsonl
+from tests.helpers import (
+    arithmetic_conversation,
+    make_tiny_model,
+    tuned_lora_model,
+    write_jsonl,
+)
 
 
 @pytest.fixture(scope="session")
@@ -65,19 +69,10 @@ def run_cli(monkeypatch, capsys):
 @pytest.fixture(scope="session")
 def fake_run(tmp_path_factory, tiny_model_dir, tokenizer):
     """RUN/{summary.json, config.yaml, adapter/, data/{train,val,test}.jsonl} with the tiny model as base."""
-    from transformers import AutoModelForCausalLM
-
     from sftkit.config import LoraSection
-    from sftkit.models import apply_lora
 
     run = tmp_path_factory.mktemp("run")
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    model = apply_lora(model, LoraSection(r=4, alpha=8, dropout=0.0))
-    torch.manual_seed(1)
-    with torch.no_grad():  # LoRA B starts at zero (adapter = identity); make the tuned model differ
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5)
+    model = tuned_lora_model(tiny_model_dir, LoraSection(r=4, alpha=8, dropout=0.0))
     model.save_pretrained(run / "adapter")
     tokenizer.save_pretrained(run / "adapter")  # as sftkit.training.run_dir.export_model writes it
     (run / "summary.json").write_text(json.dumps({"base_model": str(tiny_model_dir), "method": "lora"}))

@@ -30,6 +30,22 @@ def greedy_text(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
     return tokenizer.decode(new, skip_special_tokens=True)
 
 
+def tuned_lora_model(base_dir, lora):
+    """The model in `base_dir` wrapped with a LoRA adapter (`lora`: a LoraSection) whose B matrices are random,
+    so the adapter changes the outputs (a fresh adapter's B is zero: the identity)."""
+    from transformers import AutoModelForCausalLM
+
+    from sftkit.models import apply_lora
+
+    model = apply_lora(AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32), lora)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    return model
+
+
 def make_tiny_model(seed: int = 0, num_layers: int = 2, hidden: int = 64):
     """A 2-layer Llama with SmolLM2's vocabulary and special-token ids, random weights."""
     from transformers import LlamaConfig, LlamaForCausalLM

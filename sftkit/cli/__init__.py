@@ -19,6 +19,7 @@ from sftkit.cli import redteam  # noqa: F401  isort: skip
 from sftkit.cli import data  # noqa: F401  isort: skip
 from sftkit.cli import curate  # noqa: F401  isort: skip
 from sftkit.cli import report  # noqa: F401  isort: skip
+from sftkit.cli import export  # noqa: F401  isort: skip
 from sftkit.cli import serve  # noqa: F401  isort: skip
 from sftkit.cli.root import app, console
 from sftkit.errors import UserError

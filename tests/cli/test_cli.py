@@ -27,4 +27,4 @@ def test_help_lists_every_verb_in_order():
     lines = [line for line in proc.stdout.splitlines() if line.startswith("│ ") and not line.startswith("│  ")]
     verbs = [line.split()[1] for line in lines if not line.split()[1].startswith("-")]
     assert verbs == ["train", "dpo", "estimate", "sweep", "generate", "chat", "eval", "compare", "safety", "redteam",
-                     "report", "serve", "monitor", "data", "model", "config"]
+                     "report", "export", "serve", "monitor", "data", "model", "config"]

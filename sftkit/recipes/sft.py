@@ -34,7 +34,7 @@ from sftkit.training.loop import Runtime, choose_dtype, prepare_model, start_pro
 from sftkit.training.loss import CausalLMLoss
 from sftkit.training.metrics_log import MetricsLog
 from sftkit.training.reporter import Reporter
-from sftkit.training.run_dir import describe_run, export_model, peak_memory_mb, write_json
+from sftkit.training.run_dir import describe_run, export_model, peak_memory_mb, release_freed_memory, write_json
 from sftkit.training.state import TrainState
 
 
@@ -62,6 +62,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
         tokenizer.chat_template = config.model.chat_template
     data = setup_data(config, tokenizer, report)
     estimate = pre_run_estimate(config, data, world, report)
+    release_freed_memory()  # the measurement's freed tensors would otherwise stay resident through training
     rt, dtype, num_params = setup_model(config, data, world, report)
     report.startup(startup_numbers(config, data, rt, dtype, num_params))
     if world.is_main:

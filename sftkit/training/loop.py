@@ -43,9 +43,11 @@ def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 
 def prepare_model(model, train, lora=None):
-    """Packed attention, gradient checkpointing and (with a `lora` section) a new LoRA adapter, in that order."""
+    """Packed attention, gradient checkpointing and (with a `lora` section) a new LoRA adapter, in that order.
+    Every LoRA dropout (new or continued adapter) saves a 1-byte mask for backward (sftkit.training.dropout)."""
     from sftkit.models import apply_lora
     from sftkit.training.attention import register as register_varlen
+    from sftkit.training.dropout import use_mask_dropout
 
     if train.packing:
         model.config._attn_implementation = register_varlen()
@@ -60,6 +62,7 @@ def prepare_model(model, train, lora=None):
         model.config.use_cache = False
     if lora is not None:
         model = apply_lora(model, lora)
+    use_mask_dropout(model)
     return model
 
 

@@ -2,7 +2,7 @@
 
 On CPU, torch's dropout is `input * noise` with `noise = bernoulli(1 - p) / (1 - p)`, and autograd saves the
 float `noise` (4 bytes per element in fp32) for every adapted matmul's input: with dropout on all seven
-matmuls of a Llama-style layer that is a quarter of the run's saved activations. `MaskDropout` draws the same
+matmuls of a Llama-style layer that is 29% of the saved activations of a SmolLM2-135M LoRA run in fp32. `MaskDropout` draws the same
 random numbers, computes the same output with the same operations, and rebuilds the same noise in backward from
 a boolean mask, so losses and gradients are bit for bit those of `torch.nn.Dropout`.
 """

@@ -42,9 +42,11 @@ class RunSpec:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
-    precision: str = "fp32"  # fp32 | bf16
+    precision: str = "fp32"  # fp32 | bf16 | auto (sftkit's `train.precision`; TRL keeps its own default, bf16)
     device: str = "cpu"
     trl_options: dict = field(default_factory=dict)  # SFTConfig overrides that define a TRL variant
+    defaults: bool = False  # each tool's own precision, gradient checkpointing and batching (no forced fp32)
+    compile: str = "auto"  # sftkit's `train.compile`
 
     @property
     def num_steps(self) -> int:
@@ -65,13 +67,13 @@ def read_tokens(path: str | Path) -> list[dict]:
 
 
 def prepare_mix(out_dir: Path, tokenizer, max_length: int, examples_per_task: int, seed: int,
-                tasks=DEFAULT_TASKS, data_file: str | None = None) -> dict:
+                tasks=DEFAULT_TASKS, data_file: str | None = None, min_length: int = 0) -> dict:
     """Write `data.jsonl` and `tokens.jsonl` under `out_dir`; return statistics of the mix.
 
     BIG-bench tasks (or `data_file`) are rendered as conversations; `examples_per_task` are drawn from each
     (seeded). Examples longer than `max_length` are left out rather than truncated, so that the two tools'
     truncation rules cannot make them train different tokens; how many of those drawn were left out is
-    reported.
+    reported. `min_length` leaves out shorter ones too (a set of uniform length).
     """
     from sftkit.data.dataset import load_conversations, tokenize_examples
 
@@ -83,7 +85,7 @@ def prepare_mix(out_dir: Path, tokenizer, max_length: int, examples_per_task: in
         kept, left_out[spec] = [], 0
         for example in examples:  # tokenised one by one: only as many as needed
             (tok,), _ = tokenize_examples(tokenizer, [example], max_length=10**9)
-            if tok.num_tokens > max_length:
+            if not min_length <= tok.num_tokens <= max_length:
                 left_out[spec] += 1
                 continue
             kept.append((example, tok))
@@ -98,7 +100,7 @@ def prepare_mix(out_dir: Path, tokenizer, max_length: int, examples_per_task: in
             toks.write(json.dumps({"input_ids": tok.input_ids, "labels": tok.labels}) + "\n")
     lengths = sorted(t.num_tokens for _, t in chosen)
     trained = sum(t.num_trained_tokens for _, t in chosen)
-    return {"num_examples": len(chosen), "sources": list(left_out), "left_out_over_max_length": left_out,
+    return {"num_examples": len(chosen), "sources": list(left_out), "left_out_for_length": left_out,
             "tokens_p50": lengths[len(lengths) // 2], "tokens_p95": lengths[int(0.95 * (len(lengths) - 1))],
             "tokens_max": lengths[-1], "tokens_mean": round(statistics.mean(lengths), 1),
             "trained_fraction": round(trained / sum(lengths), 4)}
@@ -127,6 +129,12 @@ def figures(result: dict) -> dict:
         "first_loss": steps[0]["loss"],
         "losses": [s["loss"] for s in steps],
     }
+
+
+def round_pairs(runs: list[dict], name: str) -> list[tuple[dict, dict]]:
+    """(sftkit run, `name` run) of each round where both finished: ratios are taken within a round."""
+    return [(a, b) for a in runs for b in runs if a["name"] == "sftkit" and b["name"] == name
+            and a["round"] == b["round"] and "error" not in a and "error" not in b]
 
 
 def geometric_mean(values: list[float]) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.common import geometric_mean, loss_curve_gap, markdown_table
+from bench.common import geometric_mean, loss_curve_gap, markdown_table, round_pairs
 
 # The targets on this CPU: sftkit / TRL tokens per second, and peak memory against TRL's defaults.
 TARGETS = {"lora": {"default": 2.0, "best": 1.2}, "full": {"default": 1.5}}
@@ -48,8 +48,7 @@ def aggregate(report: dict) -> dict:
         for name, row in rows.items():
             if name == "sftkit" or "error" in row or "error" in sft:
                 continue
-            pairs = [(a, b) for a in runs for b in runs if a["name"] == "sftkit" and b["name"] == name
-                     and a["round"] == b["round"] and "error" not in a and "error" not in b]
+            pairs = round_pairs(runs, name)
             for key, figure in (("speedup", "tokens_per_second"), ("cpu_time_speedup", "tokens_per_cpu_second")):
                 row[key] = geometric_mean([a["figures"][figure] / b["figures"][figure] for a, b in pairs])
             row["memory_ratio"] = sft["peak_rss_mb"] / row["peak_rss_mb"]

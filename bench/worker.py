@@ -57,21 +57,22 @@ class StepProbe:
 
 
 def run_sftkit(spec: RunSpec) -> dict:
-    """The product's own loop. The probe only observes: it wraps the recipe's collate and progress reporter."""
+    """The product's own loop. The probe only observes: it wraps the recipe's collate and progress reporter (put
+    back afterwards: the GPU benchmark runs several specs in one process)."""
     import sftkit.recipes.sft as recipe
-    import sftkit.training.loop as runtime
+    import sftkit.training.loop as loop
     from sftkit.recipes.sft_config import SFTConfig
 
     probe = StepProbe()
-    real_collate = recipe.collate
+    real_collate, real_reporter = recipe.collate, loop.Reporter
 
-    def counting_collate(examples, packing, pad_id):
-        batch = real_collate(examples, packing, pad_id)
+    def counting_collate(examples, packing, pad_id, pad_to_multiple=1):
+        batch = real_collate(examples, packing, pad_id, pad_to_multiple)
         probe.micro_batch([len(x.input_ids) for x in examples], int(batch.input_ids.numel()),
                           batch.num_trained_tokens)
         return batch
 
-    class ProbeReporter(runtime.Reporter):
+    class ProbeReporter(real_reporter):
         def start_loop(self, total_steps, done):
             probe.loop_start_time, probe.loop_start_cpu_time = time.perf_counter(), time.process_time()
             super().start_loop(total_steps, done)
@@ -80,7 +81,6 @@ def run_sftkit(spec: RunSpec) -> dict:
             probe.step_end(row["train_loss"])
             super().step(row)
 
-    recipe.collate, runtime.Reporter = counting_collate, ProbeReporter  # the runtime makes the recipe's reporter
     config = SFTConfig.model_validate({
         "model": {"name": spec.model},
         "data": {"train_path": spec.data_path, "val_fraction": 0.0, "test_fraction": 0.0,
@@ -88,11 +88,15 @@ def run_sftkit(spec: RunSpec) -> dict:
         "train": {"method": spec.method, "micro_batch_size": spec.micro_batch_size, "grad_accum_steps": 1,
                   "max_steps": spec.num_steps, "learning_rate": spec.learning_rate, "lr_scheduler": "linear",
                   "warmup_ratio": 0.0, "weight_decay": 0.0, "max_grad_norm": 1.0, "seed": spec.seed,
-                  "precision": spec.precision, "eval_every": 10**6, "save_every": 10**6},
+                  "precision": spec.precision, "compile": spec.compile, "eval_every": 10**6, "save_every": 10**6},
         "lora": {"r": spec.lora_r, "alpha": spec.lora_alpha, "dropout": spec.lora_dropout},
         "output_dir": str(Path(spec.work_dir) / "run"),
     })
-    summary = recipe.train(config, quiet=True)
+    recipe.collate, loop.Reporter = counting_collate, ProbeReporter  # start_process builds the run's reporter
+    try:
+        summary = recipe.train(config, quiet=True)
+    finally:
+        recipe.collate, loop.Reporter = real_collate, real_reporter
     for name in ("merged", "adapter", "checkpoints", "tensorboard", "data", "tokenizer"):
         shutil.rmtree(Path(config.output_dir) / name, ignore_errors=True)  # exports are not measured; free the disk
     if len(probe.steps) != spec.num_steps:
@@ -101,7 +105,9 @@ def run_sftkit(spec: RunSpec) -> dict:
     return {"trainable_params": summary["trainable_params"], "total_params": summary["total_params"],
             "loop_start_time": probe.loop_start_time, "loop_start_cpu_time": probe.loop_start_cpu_time,
             "steps": probe.steps, "peak_rss_mb": probe.peak_rss_mb, "peak_gpu_mb": probe.peak_gpu_mb,
-            "summary_peak_memory_mb": summary["peak_memory_mb"], "estimate": summary.get("estimate")}
+            "summary_peak_memory_mb": summary["peak_memory_mb"], "estimate": summary.get("estimate"),
+            "precision": summary.get("precision"), "attention": summary.get("attention"),
+            "compiled": summary.get("compile"), "recompiles": summary.get("recompiles")}
 
 
 def trl_trainer(spec: RunSpec, model, tokenizer, rows: list[dict], probe: StepProbe | None, **overrides):
@@ -132,9 +138,11 @@ def trl_trainer(spec: RunSpec, model, tokenizer, rows: list[dict], probe: StepPr
     options = {"output_dir": str(Path(spec.work_dir) / "trl"), "per_device_train_batch_size": spec.micro_batch_size,
                "gradient_accumulation_steps": 1, "max_steps": spec.num_steps, "learning_rate": spec.learning_rate,
                "lr_scheduler_type": "linear", "warmup_steps": 0, "weight_decay": 0.0, "max_grad_norm": 1.0,
-               "max_length": spec.max_length, "bf16": spec.precision == "bf16", "seed": spec.seed,
+               "max_length": spec.max_length, "seed": spec.seed,
                "report_to": "none", "save_strategy": "no", "disable_tqdm": True, "use_cpu": spec.device == "cpu",
                "train_sampling_strategy": "sequential", **spec.trl_options, **overrides}
+    if not spec.defaults:  # forced precision; with `defaults` TRL keeps its own (bf16 autocast, also on CPU)
+        options["bf16"] = spec.precision == "bf16"
     peft_config = None
     if spec.method == "lora":
         from peft import LoraConfig
@@ -152,7 +160,8 @@ def load_for_trl(spec: RunSpec):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dtype = torch.bfloat16 if spec.precision == "bf16" else torch.float32
+    # TRL's default: fp32 weights under bf16 autocast (SFTConfig(bf16=True) with the weights as loaded)
+    dtype = torch.bfloat16 if spec.precision == "bf16" and not spec.defaults else torch.float32
     model = AutoModelForCausalLM.from_pretrained(spec.model, dtype=dtype, attn_implementation="sdpa")
     tokenizer = AutoTokenizer.from_pretrained(spec.model)
     if tokenizer.pad_token_id is None:
@@ -180,8 +189,7 @@ def run_trl(spec: RunSpec) -> dict:
             "peak_gpu_mb": probe.peak_gpu_mb}
 
 
-def main(argv: list[str]) -> None:
-    spec = RunSpec.read(argv[0])
+def run_one(spec: RunSpec) -> dict:
     started = time.perf_counter()
     if spec.tool == "sftkit":
         result = run_sftkit(spec)
@@ -195,7 +203,32 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"unknown tool {spec.tool!r}")
     result.update(name=spec.name, tool=spec.tool, method=spec.method, num_warmup_steps=spec.num_warmup_steps,
                   wall_seconds=time.perf_counter() - started)
-    Path(argv[1]).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def main(argv: list[str]) -> None:
+    """`SPEC.json RESULT.json [SPEC.json RESULT.json ...]`: several specs run one after another in this process
+    (the GPU benchmark: imports once; each run's GPU peak is its own, the counter is reset between runs); a
+    failing run writes its error and the next one still runs."""
+    import gc
+    import traceback
+
+    import torch
+
+    for spec_path, result_path in zip(argv[::2], argv[1::2]):
+        spec = RunSpec.read(spec_path)
+        if torch.cuda.is_available():
+            gc.collect()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        try:
+            result = run_one(spec)
+        except Exception as exc:  # noqa: BLE001 - the harness reports every failure and carries on
+            if len(argv) == 2:
+                raise
+            traceback.print_exc()
+            result = {"name": spec.name, "method": spec.method, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        Path(result_path).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

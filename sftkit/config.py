@@ -51,7 +51,8 @@ class LoraSection(Section):
 
 
 class TrainSection(Section):
-    method: Literal["lora", "full"] = Field("lora", description="LoRA adapter or full fine-tuning.")
+    method: Literal["lora", "qlora", "full"] = Field("lora", description="LoRA adapter, QLoRA (the adapter on a "
+                                                     "4-bit NF4 base; needs the `qlora` extra) or full fine-tuning.")
     micro_batch_size: int = Field(4, ge=1, description="Examples per forward pass (per process). With packing, "
                                   "the token budget of a packed micro-batch is micro_batch_size * max_length.")
     grad_accum_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
@@ -66,8 +67,12 @@ class TrainSection(Section):
     adam_beta2: float = Field(0.999, ge=0.0, lt=1.0, description="AdamW beta2.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the global gradient norm; null disables.")
     packing: bool = Field(True, description="Pack several examples per row, with no attention across examples.")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="`auto`: bf16 on GPUs that support it, "
-                                                        "fp32 on CPU.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="`auto`: bf16 on GPUs that support it; "
+                                                        "on CPUs with native bf16 (AMX, AVX512-BF16), bf16 autocast "
+                                                        "with fp32 weights; fp32 otherwise. Printed at start-up.")
+    compile: Literal["auto", "on", "off"] = Field("auto", description="Compile each decoder layer (torch.compile, "
+                                                  "dynamic length). `auto`: on CUDA, off on CPU (compiling takes "
+                                                  "longer than it saves there).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
     seed: int = Field(42, description="Seed for data order, splits, LoRA init and dropout.")
     eval_every: int = Field(50, ge=1, description="Validate every N optimizer steps (also at start and end).")

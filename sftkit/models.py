@@ -93,20 +93,53 @@ def load_tokenizer(name: str | None, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_model(name: str | None, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False):
-    """Load a causal LM in `dtype`. `trust_remote_code` comes only from the user's sftkit config or CLI flag."""
+def load_model(name: str | None, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False,
+               quantize_4bit: bool = False, compute_dtype: torch.dtype | None = None, device=None):
+    """Load a causal LM in `dtype`. `trust_remote_code` comes only from the user's sftkit config or CLI flag.
+
+    quantize_4bit (QLoRA): the linear layers are quantized to NF4 by bitsandbytes while loading, on `device`,
+    with products in `compute_dtype` (default `dtype`); every other weight stays in `dtype`.
+    """
     from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(name)
+    extra = {}
+    if quantize_4bit:
+        extra = {"quantization_config": nf4_config(compute_dtype or dtype),
+                 "device_map": {"": str(device) if device is not None else "cpu"}}
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="sdpa"
+            path, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="sdpa", **extra
         )
     except OSError as exc:
         raise UserError(f"cannot load model {name!r}: {exc}") from None
     except ValueError as exc:
         raise _remote_code_error(name, exc) from None
     return model
+
+
+def nf4_config(compute_dtype: torch.dtype):
+    """QLoRA's quantization: NF4 with double quantization (Dettmers et al. 2023), through bitsandbytes."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise UserError("train.method: qlora needs bitsandbytes: pip install 'sftkit[qlora]' (or use method: lora)")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype)
+
+
+def merge_into_dequantized(quantized_base, adapter_dir: Path):
+    """A plain model: `quantized_base` (freshly loaded in 4-bit, as for training) dequantized, with the adapter
+    in `adapter_dir` folded in. This is the function QLoRA trained, in the base's unquantized dtype; merging into
+    the 4-bit weights instead would round the adapter's update away.
+
+    The base must be fresh: bitsandbytes' CPU kernels repack 4-bit weights in place on the first forward pass,
+    and a repacked weight no longer dequantizes correctly.
+    """
+    from peft import PeftModel
+
+    plain = quantized_base.dequantize()
+    return PeftModel.from_pretrained(plain, adapter_dir).merge_and_unload()
 
 
 def _remote_code_error(name, exc: Exception) -> Exception:

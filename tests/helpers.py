@@ -67,13 +67,27 @@ def sft_config(tmp_path, model_dir, **train_overrides):
     raw = {
         "model": {"name": str(model_dir)},
         "data": {"train_path": str(data), "val_fraction": 0.25, **data_cfg},
+        # fp32: these configs' tests compare runs at tolerances derived for fp32 arithmetic (tests/recipes/
+        # trajectory.py); `auto` would pick bf16 autocast on CPUs with AMX or AVX512-BF16 (tests/training/
+        # test_precision.py covers it)
         "train": {"max_steps": 2, "micro_batch_size": 4, "learning_rate": 1e-2, "warmup_ratio": 0.0,
-                  "eval_every": 100, "save_every": 100, **train_overrides},
+                  "eval_every": 100, "save_every": 100, "precision": "fp32", **train_overrides},
         "lora": lora,
         "output_dir": str(tmp_path / train_overrides.get("_out", "run")),
     }
     raw["train"].pop("_out", None)
     return SFTConfig.model_validate(raw)
+
+
+def packed_examples(lengths: list[int]):
+    """TokenizedExamples of the given lengths (deterministic ids); the second half of each is trained."""
+    from sftkit.data.dataset import TokenizedExample
+
+    out = []
+    for i, n in enumerate(lengths):
+        ids = [(37 * i + 11 * t) % 5000 + 100 for t in range(n)]
+        out.append(TokenizedExample(ids, [-100] * (n // 2) + ids[n // 2:], "x", i + 1))
+    return out
 
 
 def adapter_weights(run: Path) -> dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ def test_every_problem_listed_at_once(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({
         "data": {"train_path": "x.jsonl", "max_lenght": 512},
-        "train": {"learning_rate": -1, "micro_batch_size": 0, "method": "qlora"},
+        "train": {"learning_rate": -1, "micro_batch_size": 0, "method": "qdora"},
         "trian": {},
     }))
     with pytest.raises(ConfigError) as err:
@@ -32,7 +32,7 @@ def test_every_problem_listed_at_once(tmp_path):
     assert "unknown key 'trian'; did you mean 'train'?" in text
     assert "train.learning_rate: Input should be greater than 0 (got -1)" in text
     assert "train.micro_batch_size: Input should be greater than or equal to 1 (got 0)" in text
-    assert "train.method: Input should be 'lora' or 'full' (got 'qlora')" in text
+    assert "train.method: Input should be 'lora', 'qlora' or 'full' (got 'qdora')" in text
 
 
 def test_conflicting_options_reported_together():

@@ -38,7 +38,8 @@ def eval_cmd(
                       f"normalized_exact_match, contains, token_f1 (default {EvalSettings.metric})")] = None,
     extract: Annotated[Optional[str], typer.Option(help="answer extraction: first_line or regex:PATTERN")] = None,
     dtype: Annotated[Optional[str], typer.Option(
-        help=f"float32, bfloat16 or float16 (default {EvalSettings.dtype})")] = None,
+        help=f"auto (bfloat16 on CPUs with native bf16, as training picks), float32, bfloat16 or float16 "
+             f"(default {EvalSettings.dtype})")] = None,
     batch_size: Annotated[Optional[int], typer.Option(
         help=f"prompts per generation batch (default {EvalSettings.generation_batch_size})")] = None,
     scoring_batch_size: Annotated[Optional[int], typer.Option(

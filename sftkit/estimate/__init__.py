@@ -14,10 +14,13 @@ from __future__ import annotations
 import math
 import random
 
+import torch
+
 from sftkit.recipes.sft_config import SFTConfig
 from sftkit.data.batching import epoch_order, split_step, step_indices, steps_per_epoch
 from sftkit.estimate.cpu import measure_cpu, process_rss_bytes
 from sftkit.training.loss import CHUNK_TOKENS
+from sftkit.training.precision import choose_precision
 
 # Dense bf16 peak (no sparsity), memory, and an on-demand price per hour that is only a default: pass your own.
 DEVICES = {
@@ -56,7 +59,7 @@ def _model_shape(config: SFTConfig) -> dict:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=config.model.trust_remote_code)
         layer_params = sum(p.numel() for p in model.get_decoder().layers[0].parameters() if p.ndim == 2)
-        if config.train.method == "lora":
+        if config.train.method in ("lora", "qlora"):
             model = apply_lora(model, config.lora)
     trainable, total = count_parameters(model)
     heads = cfg.num_attention_heads
@@ -125,7 +128,7 @@ def _schedule(config: SFTConfig, train, world_size: int) -> dict:
 def _flops(shape: dict, config: SFTConfig, sched: dict) -> float:
     """Training FLOPs of the run, matmuls only (2 per multiply-add), on the positions actually computed."""
     layers = shape["layers"]
-    lora_params = shape["trainable_params"] if config.train.method == "lora" else 0
+    lora_params = shape["trainable_params"] if config.train.method in ("lora", "qlora") else 0
     forward = 2 * (shape["layer_matmul_params"] * layers + lora_params) * sched["positions"]
     forward += 2 * shape["heads"] * shape["head_dim"] * layers * sched["sum_squared_lengths"]  # causal QK^T, AV
     head = 2 * shape["vocab"] * shape["hidden"] * sched["trained_tokens"]
@@ -187,7 +190,8 @@ def estimate_run(config: SFTConfig, train_examples=None, val_examples=None, *, w
     t, shape = config.train, _model_shape(config)
     sched = _schedule(config, train_examples, world_size)
     flops = _flops(shape, config, sched)
-    cpu_memory = _memory(shape, config, sched, 2 if t.precision == "bf16" else 4, CPU_ALLOCATOR_FACTOR)
+    cpu_weight_bytes = choose_precision(t.precision, torch.device("cpu")).weights_dtype.itemsize  # fp32 under autocast
+    cpu_memory = _memory(shape, config, sched, cpu_weight_bytes, CPU_ALLOCATOR_FACTOR)
     memory_mb = {k: round(v / 2**20) for k, v in {**cpu_memory, "runtime": runtime_bytes}.items()}
     memory_mb["total"] = sum(memory_mb.values())
     gpu_memory = sum(_memory(shape, config, sched, 4 if t.precision == "fp32" else 2, GPU_ALLOCATOR_FACTOR).values())

@@ -48,7 +48,7 @@ def _one_layer_model(model_config, config, dtype):
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation="sdpa",
                                              trust_remote_code=config.model.trust_remote_code)
-    model = prepare_model(model, config.train, config.lora if config.train.method == "lora" else None)
+    model = prepare_model(model, config.train, config.lora if config.train.method in ("lora", "qlora") else None)
     model.train()
     return model
 
@@ -58,12 +58,14 @@ def measure_cpu(model_config, config, lengths: list[int], trained_fraction: floa
     and per trainable parameter for clipping plus one AdamW step, measured on this machine now."""
     import torch
 
-    from sftkit.training.loss import ce_sum
     from sftkit.models import unwrap
+    from sftkit.training.loss import ce_sum
+    from sftkit.training.precision import choose_precision
 
     if config.train.num_threads:  # as the recipe does, so the rate is the run's
         torch.set_num_threads(config.train.num_threads)
-    dtype = torch.bfloat16 if config.train.precision == "bf16" else torch.float32
+    precision = choose_precision(config.train.precision, torch.device("cpu"))  # as the run will compute
+    dtype = precision.weights_dtype
     model = _one_layer_model(model_config, config, dtype)
     decoder = unwrap(model).get_decoder()
     hidden = model_config.hidden_size
@@ -82,10 +84,12 @@ def measure_cpu(model_config, config, lengths: list[int], trained_fraction: floa
         kwargs = {"attention_mask": mask, "position_ids": torch.arange(width).expand(len(lengths), -1)}
 
     def layer_step():
-        decoder(inputs_embeds=x, use_cache=False, **kwargs).last_hidden_state.float().sum().backward()
+        with precision.context():
+            out = decoder(inputs_embeds=x, use_cache=False, **kwargs).last_hidden_state
+        out.float().sum().backward()
 
     def layer_forward():
-        with torch.no_grad():
+        with torch.no_grad(), precision.context():
             decoder(inputs_embeds=x, use_cache=False, **kwargs)
 
     layer_seconds = _best_seconds(layer_step, repeats)
@@ -118,7 +122,7 @@ def measure_cpu(model_config, config, lengths: list[int], trained_fraction: floa
         "forward_seconds_per_position_per_layer": forward_seconds / positions,
         "head_seconds_per_trained_token": head_seconds / num_trained,
         "optimizer_seconds_per_param": optimizer_seconds / num_proxy,
-        "basis": f"measured here ({torch.get_num_threads()} threads): one decoder layer forward+backward on "
+        "basis": f"measured here ({torch.get_num_threads()} threads, {precision.name}): one decoder layer forward+backward on "
                  f"{positions} positions in {layer_seconds * 1e3:.0f} ms, the output head on {num_trained} trained "
                  f"tokens in {head_seconds * 1e3:.0f} ms, clipping + AdamW on {num_proxy:,} parameters in "
                  f"{optimizer_seconds * 1e3:.0f} ms",

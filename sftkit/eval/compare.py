@@ -30,6 +30,9 @@ def _run_config(run: Path) -> dict:
     return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 
 
+_PRECISION_DTYPES = {"auto": "auto", "fp32": "float32", "bf16": "bfloat16"}  # train.precision -> EvalSettings.dtype
+
+
 def _pick(value, section: dict, key: str, default):
     return value if value is not None else section.get(key, default) if section.get(key) is not None else default
 
@@ -38,11 +41,11 @@ def run_compare(run_dir: str | Path, test_path: str | None = None, shots: int | 
                 output_dir: str | Path | None = None, suite: list[str] | None = None,
                 suite_max_examples: int | None = None, max_new_tokens: int | None = None,
                 metric: str | None = None, extract: str | None = None, use_cache: bool = True,
-                seed: int = 1234, num_threads: int | None = None, console=None) -> dict:
+                seed: int = 1234, num_threads: int | None = None, console=None, dtype: str | None = None) -> dict:
     """Evaluate base zero-shot, base k-shot and tuned on the test data, and the suite for base and tuned.
 
-    Unset arguments come from the run's `config.yaml` `eval:` section (`num_threads` from `train:`), then from
-    the defaults. `suite=[]`
+    Unset arguments come from the run's `config.yaml` `eval:` section (`num_threads` and `dtype`, as
+    `precision`, from `train:`), then from the defaults. `suite=[]`
     skips the forgetting suite. Writes `comparison.json` and `predictions.jsonl` to `output_dir` (default
     RUN/compare) and returns the comparison; `gain_over_prompting` and `retention` are the summary keys.
     """
@@ -60,7 +63,9 @@ def run_compare(run_dir: str | Path, test_path: str | None = None, shots: int | 
     settings = EvalSettings.given(max_new_tokens=_pick(max_new_tokens, ev, "max_new_tokens", None),
                                   metric=_pick(metric, ev, "metric", None),
                                   extract=_pick(extract, ev, "extract", None),
-                                  num_threads=_pick(num_threads, config.get("train") or {}, "num_threads", None))
+                                  num_threads=_pick(num_threads, config.get("train") or {}, "num_threads", None),
+                                  dtype=dtype or _PRECISION_DTYPES[(config.get("train") or {}).get("precision")
+                                                                   or "auto"])
     trust = bool((config.get("model") or {}).get("trust_remote_code", False))
     test_file = Path(test_path) if test_path else run / "data" / "test.jsonl"
     if not test_file.is_file():

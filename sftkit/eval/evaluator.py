@@ -65,10 +65,18 @@ class Evaluator:
                 import torch
 
                 torch.set_num_threads(self.settings.num_threads)
-            model, tokenizer, self.description = load_for_inference(
-                self.model_name, _torch_dtype(self.settings.dtype), self.trust_remote_code)
+            import torch
+
+            # 16-bit: loaded and merged in float32, then cast; a LoRA update is often smaller than a bf16 weight's
+            # ulp, so merging into bf16 weights would round much of it away
+            dtype = _torch_dtype(self.settings.dtype)
+            load_dtype = torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
+            model, tokenizer, self.description = load_for_inference(self.model_name, load_dtype,
+                                                                    self.trust_remote_code)
             if hasattr(model, "merge_and_unload"):  # an adapter run: the same function, without per-layer LoRA ops
                 model = model.merge_and_unload()
+            if dtype != load_dtype:
+                model = model.to(dtype)
             self._loaded = (model, tokenizer)
         return self._loaded
 

@@ -34,16 +34,17 @@ from sftkit.models import count_parameters, load_tokenizer
 from sftkit.recipes.dpo_config import DPOConfig
 from sftkit.recipes.dpo_reference import Reference, StartPoint, load_policy, start_point
 from sftkit.training.distributed import World, all_reduce_sum
-from sftkit.training.dpo_loss import SequenceLogProbs, collate_pairs, preference_loss
-from sftkit.training.loop import Runtime, choose_dtype, prepare_model, start_process
+from sftkit.training.dpo_loss import STAT_KEYS, SequenceLogProbs, collate_pairs, preference_loss
+from sftkit.training.compile import compile_layers
+from sftkit.training.loop import ComputePlan, Runtime, prepare_model, start_process
 from sftkit.training.metrics_log import MetricsLog
+from sftkit.training.precision import choose_precision
 from sftkit.training.reporter import Reporter
 from sftkit.training.run_dir import describe_run, export_model, peak_memory_mb, write_json
 from sftkit.training.state import TrainState
 
 __all__ = ["DPOConfig", "train_dpo", "train_step", "validate"]
 
-STAT_KEYS = ("loss", "reward_accuracy", "reward_margin", "chosen_logp", "rejected_logp")
 
 
 @dataclass
@@ -67,14 +68,14 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
     if config.model.chat_template:
         tokenizer.chat_template = config.model.chat_template
     data = setup_data(config, tokenizer)
-    rt, reference, dtype, num_params = setup_model(config, start, data, world, report)
-    report.startup(startup_numbers(config, start, data, rt, reference, dtype, num_params))
+    rt, reference, num_params = setup_model(config, start, data, world, report)
+    report.startup(startup_numbers(config, start, data, rt, reference, num_params))
     if world.is_main:
         describe_run(out_dir, to_yaml(config), tokenizer, {"train": _rows(data.train), "val": _rows(data.val)},
                      data.report)
     if reference.mode == "precomputed":
         reference.precompute(out_dir / "reference_logps.safetensors", {"train": data.train_tok, "val": data.val_tok},
-                             config.train, tokenizer.pad_token_id, world, resume)
+                             config.train, tokenizer.pad_token_id, world, resume, rt.autocast)
 
     state = (rt.resume(config.model_dump(mode="json")) if resume else None) or TrainState()
     metrics = MetricsLog(out_dir, world.is_main, resume_step=state.step or None)
@@ -91,8 +92,8 @@ def train_dpo(config: DPOConfig, resume: bool = False, quiet: bool = False) -> d
     while state.step < rt.schedule.total_steps and not state.early_stopped:
         indices, micro = rt.micro_batches(state.step, len(data.train_tok))
         # a padding micro-batch (None) repeats a pair of the step with its loss multiplied by zero
-        batches = [(collate_pairs([data.train_tok[j] for j in mb or indices[:1]], config.train.packing, pad_id),
-                    mb or indices[:1], mb is not None) for mb in micro]
+        batches = [(collate_pairs([data.train_tok[j] for j in mb or indices[:1]], config.train.packing, pad_id,
+                                  rt.pad_to_multiple), mb or indices[:1], mb is not None) for mb in micro]
         row = train_step(rt, state, batches, len(indices), reference, dpo)
         if rt.is_validation_step(state.step):
             if data.val_tok:
@@ -133,24 +134,27 @@ def setup_data(config: DPOConfig, tokenizer) -> PreferenceData:
 
 
 def setup_model(config: DPOConfig, start: StartPoint, data: PreferenceData, world: World,
-                report: Reporter) -> tuple[Runtime, Reference, torch.dtype, tuple[int, int]]:
+                report: Reporter) -> tuple[Runtime, Reference, tuple[int, int]]:
     """The policy (prepared like SFT's model; a new LoRA adapter unless an SFT adapter is continued), its
-    reference, the runtime around the per-sequence log-probability module."""
+    reference, the runtime around the per-sequence log-probability module. The policy's layers are compiled
+    after the reference is made (a frozen copy stays eager)."""
     train_cfg = config.train
-    dtype = choose_dtype(train_cfg.precision, world.device)
-    model = load_policy(config, start, dtype)
+    model = load_policy(config, start, choose_precision(train_cfg.precision, world.device).weights_dtype)
+    plan = ComputePlan.choose(train_cfg, world.device, getattr(model.config, "attention_dropout", 0.0))
     new_adapter = train_cfg.method == "lora" and not start.continue_adapter
     model = prepare_model(model, train_cfg, config.lora if new_adapter else None)
     model.to(world.device)
-    logps_module = SequenceLogProbs(model)
+    logps_module = SequenceLogProbs(model, plan.attention.uses_kernel)
     reference = Reference.for_policy(config, start, model, logps_module)
+    compile_layers(model, plan.compile)
     num_params = count_parameters(model)
-    rt = Runtime.build(world, report, train_cfg, Path(config.output_dir), model, logps_module, len(data.train_tok))
-    return rt, reference, dtype, num_params
+    rt = Runtime.build(world, report, train_cfg, Path(config.output_dir), model, logps_module, len(data.train_tok),
+                       plan)
+    return rt, reference, num_params
 
 
 def startup_numbers(config: DPOConfig, start: StartPoint, data: PreferenceData, rt: Runtime, reference: Reference,
-                    dtype: torch.dtype, num_params: tuple[int, int]) -> dict:
+                    num_params: tuple[int, int]) -> dict:
     """The derived numbers printed before the first step."""
     train_cfg, schedule, dpo = config.train, rt.schedule, config.dpo
     trainable, total = num_params
@@ -162,7 +166,8 @@ def startup_numbers(config: DPOConfig, start: StartPoint, data: PreferenceData, 
         "trainable params": f"{trainable:,} of {total:,} ({100 * trainable / total:.2f}%)",
         "pairs": f"train {len(data.train_tok)}, val {len(data.val_tok)}; {data.report.skipped_text()}",
         **schedule.describe(train_cfg, rt.world.world_size, "pairs"),
-        "precision": str(dtype).replace("torch.", "") + f" on {rt.world.device}",
+        "device": str(rt.world.device) + (f", DDP x {rt.world.world_size}" if rt.world.distributed else ""),
+        **rt.plan.startup_rows(),
     }
 
 
@@ -170,30 +175,31 @@ def train_step(rt: Runtime, state: TrainState, batches: list[tuple[MicroBatch, l
                num_step_pairs: int, reference: Reference, dpo) -> dict:
     """One optimizer step over this process's micro-batches `(batch, pair indices, counted)`; updates `state`
     and returns the metrics row. Each micro-batch's summed pair loss is divided by the pairs of the whole step
-    (all processes); a micro-batch that is not counted is padding and weighs zero."""
+    (all processes); a micro-batch that is not counted is padding and weighs zero. The statistics stay on the
+    device until the optimizer step reads them, with the gradient norm, in one transfer."""
     world = rt.world
     t0 = time.time()
-    sums = dict.fromkeys(STAT_KEYS, 0.0)
+    sums = torch.zeros(len(STAT_KEYS), dtype=torch.float64, device=world.device)
     step_tokens, step_trained_tokens = 0, 0
     for i, (batch, indices, counted) in enumerate(batches):
         batch = to_device(batch, world.device)
         with rt.grad_sync(i == len(batches) - 1):
-            ref_logps = reference.logps(batch, "train", indices)
-            policy, counts = rt.module(batch)
+            with rt.autocast():
+                ref_logps = reference.logps(batch, "train", indices)
+                policy, counts = rt.module(batch)
             stats = preference_loss(policy, ref_logps, counts, dpo.beta, dpo.loss_type)
             # x world_size: DDP averages gradients over processes, the normaliser is already global.
             weight = world.world_size / num_step_pairs if counted else 0.0
             (stats.losses.sum() * weight).backward()
         if counted:
-            for key, value in stats.sums().items():
-                sums[key] += value
+            sums += stats.sum_tensor()
             step_tokens += batch.num_tokens
             step_trained_tokens += batch.num_trained_tokens
-    means = {key: all_reduce_sum(value, world) / num_step_pairs for key, value in sums.items()}
     step_tokens = all_reduce_sum(step_tokens, world)
     step_trained_tokens = all_reduce_sum(step_trained_tokens, world)
+    values, grad_norm = rt.optimizer_step(sums, state.step)
+    means = {key: value / num_step_pairs for key, value in zip(STAT_KEYS, values)}
     train_loss = means.pop("loss")
-    grad_norm = rt.optimizer_step(train_loss, state.step)
     seconds = time.time() - t0
     state.step += 1
     state.trained_examples += num_step_pairs
@@ -212,15 +218,17 @@ def validate(rt: Runtime, reference: Reference, pairs: list[TokenizedPair], pad_
     logps_module = rt.loss_module
     logps_module.eval()
     mine = list(range(world.rank, len(pairs), world.world_size))
-    sums = dict.fromkeys(STAT_KEYS, 0.0)
+    sums = torch.zeros(len(STAT_KEYS), dtype=torch.float64, device=world.device)
     for start in range(0, len(mine), train_cfg.micro_batch_size):
         indices = mine[start:start + train_cfg.micro_batch_size]
-        batch = to_device(collate_pairs([pairs[i] for i in indices], train_cfg.packing, pad_id), world.device)
-        policy, counts = logps_module(batch)
-        stats = preference_loss(policy, reference.logps(batch, "val", indices), counts, dpo.beta, dpo.loss_type)
-        for key, value in stats.sums().items():
-            sums[key] += value
-    return {key: all_reduce_sum(value, world) / len(pairs) for key, value in sums.items()}
+        batch = to_device(collate_pairs([pairs[i] for i in indices], train_cfg.packing, pad_id, rt.pad_to_multiple),
+                          world.device)
+        with rt.autocast():
+            policy, counts = logps_module(batch)
+            ref_logps = reference.logps(batch, "val", indices)
+        sums += preference_loss(policy, ref_logps, counts, dpo.beta, dpo.loss_type).sum_tensor()
+    values = all_reduce_sum(sums, world).tolist()
+    return {key: value / len(pairs) for key, value in zip(STAT_KEYS, values)}
 
 
 def finish(config: DPOConfig, start: StartPoint, data: PreferenceData, rt: Runtime, reference: Reference,

@@ -73,6 +73,8 @@ class DPOConfig(Section):
         problems = shared_problems(self.data, self.train, "a preference file or directory", info)
         if self.train.fsdp:
             problems.append("train.fsdp is not supported by dpo: use LoRA, or full fine-tuning under plain DDP")
+        if self.train.method == "qlora":
+            problems.append("train.method: qlora is for `sftkit train` only: use lora for dpo")
         if self.dpo.sft_adapter == "continue" and self.train.method != "lora":
             problems.append("dpo.sft_adapter: continue trains an SFT LoRA adapter further; it needs train.method: lora")
         if problems:

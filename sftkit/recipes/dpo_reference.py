@@ -5,6 +5,7 @@ copy, or a table precomputed before training).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,8 +120,10 @@ class Reference:
         return self.frozen_module(batch)[0]
 
     @torch.no_grad()
-    def precompute(self, path: Path, splits: dict, train, pad_id: int, world: World, resume: bool) -> None:
-        """Fill the table {split: [pairs, 2] (chosen, rejected)} with the policy before any step (dropout off).
+    def precompute(self, path: Path, splits: dict, train, pad_id: int, world: World, resume: bool,
+                   autocast=contextlib.nullcontext) -> None:
+        """Fill the table {split: [pairs, 2] (chosen, rejected)} with the policy before any step (dropout off),
+        in the run's precision (`autocast()`: the context training's forward passes run in).
 
         Called before a checkpoint is loaded, so the policy is still the starting model. The table is saved with
         the run; resume reuses it and refuses data that no longer matches it.
@@ -141,7 +144,8 @@ class Reference:
             rows = []
             for start in range(0, len(pairs), train.micro_batch_size):
                 chunk = pairs[start:start + train.micro_batch_size]
-                logps, _ = module(to_device(collate_pairs(chunk, train.packing, pad_id), device))
+                with autocast():
+                    logps, _ = module(to_device(collate_pairs(chunk, train.packing, pad_id), device))
                 rows.append(torch.stack([logps[:len(chunk)], logps[len(chunk):]], dim=1).cpu())
             table[split] = torch.cat(rows) if rows else torch.zeros((0, 2))
         module.train(was_training)

@@ -30,9 +30,11 @@ from sftkit.models import count_parameters, load_model, load_tokenizer, resolve_
 from sftkit.recipes.sft_config import SFTConfig
 from sftkit.training import sharding
 from sftkit.training.distributed import World, all_reduce_sum, barrier
-from sftkit.training.loop import Runtime, choose_dtype, prepare_model, start_process
+from sftkit.training.compile import compile_counts, compile_layers
+from sftkit.training.loop import ADAPTER_METHODS, ComputePlan, Runtime, prepare_model, start_process
 from sftkit.training.loss import CausalLMLoss
 from sftkit.training.metrics_log import MetricsLog
+from sftkit.training.precision import choose_precision
 from sftkit.training.reporter import Reporter
 from sftkit.training.run_dir import describe_run, export_model, peak_memory_mb, release_freed_memory, write_json
 from sftkit.training.state import TrainState
@@ -63,8 +65,8 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
     data = setup_data(config, tokenizer, report)
     estimate = pre_run_estimate(config, data, world, report)
     release_freed_memory()  # the measurement's freed tensors would otherwise stay resident through training
-    rt, dtype, num_params = setup_model(config, data, world, report)
-    report.startup(startup_numbers(config, data, rt, dtype, num_params))
+    rt, num_params = setup_model(config, data, world, report)
+    report.startup(startup_numbers(config, data, rt, num_params))
     if world.is_main:
         # replay rows get their own file: `compare` draws its few-shot examples from the task's train.jsonl
         describe_run(out_dir, to_yaml(config), tokenizer, {"train": _rows(data.train), "replay": _rows(data.replay),
@@ -73,7 +75,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
 
     state = (rt.resume(config.model_dump(mode="json")) if resume else None) or TrainState()
     metrics = MetricsLog(out_dir, world.is_main, resume_step=state.step or None)
-    pad_id = tokenizer.pad_token_id
+    pad_id, pad_to = tokenizer.pad_token_id, rt.pad_to_multiple
     if state.initial_val_loss is None and data.val_tok:
         state.record_initial_validation({"loss": validate(rt, data.val_tok, pad_id)})
         metrics.log({"step": 0, "val_loss": state.initial_val_loss})
@@ -84,8 +86,9 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
     report.start_loop(rt.schedule.total_steps, state.step)
     while state.step < rt.schedule.total_steps and not state.early_stopped:
         indices, micro = rt.micro_batches(state.step, len(data.train_tok))
-        batches = [collate([data.train_tok[i] for i in mb], config.train.packing, pad_id) if mb is not None
-                   else no_target_batch(data.train_tok[indices[0]], config.train.packing, pad_id) for mb in micro]
+        batches = [collate([data.train_tok[i] for i in mb], config.train.packing, pad_id, pad_to) if mb is not None
+                   else no_target_batch(data.train_tok[indices[0]], config.train.packing, pad_id, pad_to)
+                   for mb in micro]
         row = train_step(rt, state, batches)
         if rt.is_validation_step(state.step):
             row["val_loss"] = validate(rt, data.val_tok, pad_id) if data.val_tok else None
@@ -96,7 +99,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False) -> dict:
         rt.end_step(state, row, metrics, config.model_dump(mode="json"))
     report.end_loop()
 
-    summary = finish(config, data, rt, state, tokenizer, dtype, num_params, estimate, started)
+    summary = finish(config, data, rt, state, tokenizer, num_params, estimate, started)
     rt.end_run(summary, metrics)
     if world.is_main and (config.eval.after_training or config.eval.safety):
         summary = evaluate_after_training(out_dir, config, summary, report)
@@ -153,64 +156,77 @@ def pre_run_estimate(config: SFTConfig, data: SFTData, world: World, report: Rep
         return None
 
 
-def setup_model(config: SFTConfig, data: SFTData, world: World,
-                report: Reporter) -> tuple[Runtime, torch.dtype, tuple[int, int]]:
-    """Load the base model, prepare it (attention, checkpointing, LoRA), wrap the loss for several processes,
-    build the optimizer and schedule. Returns the runtime, the dtype and (trainable, total) parameters."""
+def setup_model(config: SFTConfig, data: SFTData, world: World, report: Reporter) -> tuple[Runtime, tuple[int, int]]:
+    """Load the base model (4-bit for QLoRA), prepare it (attention, checkpointing, LoRA), compile its layers, wrap
+    the loss for several processes, build the optimizer and schedule. Returns the runtime and (trainable, total)
+    parameters."""
     train_cfg = config.train
-    dtype = choose_dtype(train_cfg.precision, world.device)
-    model = load_model(config.model.name, dtype, config.model.trust_remote_code)
-    model = prepare_model(model, train_cfg, config.lora if train_cfg.method == "lora" else None)
-    model.to(world.device)
+    precision = choose_precision(train_cfg.precision, world.device)
+    model = load_model(config.model.name, precision.weights_dtype, config.model.trust_remote_code,
+                       quantize_4bit=train_cfg.method == "qlora", compute_dtype=precision.compute_dtype,
+                       device=world.device)
+    plan = ComputePlan.choose(train_cfg, world.device, getattr(model.config, "attention_dropout", 0.0))
+    model = prepare_model(model, train_cfg, config.lora if train_cfg.method in ADAPTER_METHODS else None)
+    if train_cfg.method != "qlora":  # a 4-bit model is loaded onto its device (and cannot be moved as a whole)
+        model.to(world.device)
+    compile_layers(model, plan.compile)
     num_params = count_parameters(model)  # before sharding: FSDP leaves each process a shard
-    rt = Runtime.build(world, report, train_cfg, Path(config.output_dir), model, CausalLMLoss(model),
-                       len(data.train_tok),
+    rt = Runtime.build(world, report, train_cfg, Path(config.output_dir), model,
+                       CausalLMLoss(model, plan.attention.uses_kernel), len(data.train_tok), plan,
                        fsdp=train_cfg.fsdp and world.distributed)
-    return rt, dtype, num_params
+    return rt, num_params
 
 
-def startup_numbers(config: SFTConfig, data: SFTData, rt: Runtime, dtype: torch.dtype,
-                    num_params: tuple[int, int]) -> dict:
+def startup_numbers(config: SFTConfig, data: SFTData, rt: Runtime, num_params: tuple[int, int]) -> dict:
     """The derived numbers printed before the first step."""
     train_cfg, schedule, world = config.train, rt.schedule, rt.world
     trainable, total = num_params
     num_tokens = sum(x.num_tokens for x in data.train_tok)
     num_task = len(data.train_tok) - data.num_replay_tok
+    adapter = f" (r={config.lora.r}, alpha={config.lora.alpha})" if train_cfg.method in ADAPTER_METHODS else ""
     return {
         "base model": resolve_model_path(config.model.name) if config.model.name == "default" else config.model.name,
-        "method": train_cfg.method + (f" (r={config.lora.r}, alpha={config.lora.alpha})"
-                                      if train_cfg.method == "lora" else ""),
+        "method": train_cfg.method + adapter + (", NF4 base through bitsandbytes" if train_cfg.method == "qlora"
+                                                else ""),
         "trainable params": f"{trainable:,} of {total:,} ({100 * trainable / total:.2f}%)",
         "examples": f"train {len(data.train_tok)} (task {num_task}, replay {data.num_replay_tok}), "
                     f"val {len(data.val_tok)}, test {len(data.test)}; {data.report.skipped_text()}",
         **schedule.describe(train_cfg, world.world_size, "examples"),
         "tokens per step": f"~{num_tokens / len(data.train_tok) * schedule.examples_per_step:,.0f} "
-                           f"({'packed, no padding' if train_cfg.packing else 'padded'})",
-        "precision": str(dtype).replace("torch.", "") + f" on {world.device}"
-                     + (f", {'FSDP' if rt.fsdp else 'DDP'} x {world.world_size}" if world.distributed else ""),
+                           f"({_layout(train_cfg.packing, rt.pad_to_multiple)})",
+        "device": str(world.device) + (f", {'FSDP' if rt.fsdp else 'DDP'} x {world.world_size}"
+                                       if world.distributed else ""),
+        **rt.plan.startup_rows(),
     }
+
+
+def _layout(packing: bool, pad_to_multiple: int) -> str:
+    if not packing:
+        return "padded"
+    return "packed, no padding" if pad_to_multiple == 1 else f"packed, rows padded to a multiple of {pad_to_multiple}"
 
 
 def train_step(rt: Runtime, state: TrainState, batches: list[MicroBatch]) -> dict:
     """One optimizer step over this process's micro-batches; updates `state` and returns the metrics row.
 
     Each micro-batch's summed loss is divided by the trained tokens of the whole step (all micro-batches, all
-    processes) before backward, so the accumulated gradient is the gradient of the step's mean token loss.
+    processes) before backward, so the accumulated gradient is the gradient of the step's mean token loss. The
+    losses stay on the device until the optimizer step reads them, with the gradient norm, in one transfer.
     """
     world = rt.world
     step_trained_tokens = all_reduce_sum(sum(b.num_trained_tokens for b in batches), world)
     step_tokens = all_reduce_sum(sum(b.num_tokens for b in batches), world)
     t0 = time.time()
-    loss_sum = 0.0
+    loss_sum = torch.zeros(1, dtype=torch.float64, device=world.device)
     for i, batch in enumerate(batches):
         batch = to_device(batch, world.device)
         with rt.grad_sync(i == len(batches) - 1):
-            # x world_size: DDP averages gradients over processes, the normaliser is already global.
-            loss = rt.module(batch) / step_trained_tokens * world.world_size
+            with rt.autocast():
+                # x world_size: DDP averages gradients over processes, the normaliser is already global.
+                loss = rt.module(batch) / step_trained_tokens * world.world_size
             loss.backward()
-        loss_sum += loss.item() / world.world_size
-    train_loss = all_reduce_sum(loss_sum, world)
-    grad_norm = rt.optimizer_step(train_loss, state.step)
+        loss_sum += loss.detach() / world.world_size
+    (train_loss,), grad_norm = rt.optimizer_step(loss_sum, state.step)
     seconds = time.time() - t0
     state.step += 1
     state.trained_tokens += int(step_trained_tokens)
@@ -223,32 +239,33 @@ def train_step(rt: Runtime, state: TrainState, batches: list[MicroBatch]) -> dic
 
 @torch.no_grad()
 def validate(rt: Runtime, examples: list[TokenizedExample], pad_id: int) -> float:
-    """Mean loss per trained token over `examples` (split across processes)."""
+    """Mean loss per trained token over `examples` (split across processes), in the run's precision."""
     world, train_cfg = rt.world, rt.train
     rt.module.eval()
     mine = examples[world.rank::world.world_size]
     # Every process runs the same number of forward passes (FSDP gathers weights collectively in each).
     num_batches = math.ceil(math.ceil(len(examples) / world.world_size) / train_cfg.micro_batch_size)
     inner = rt.loss_module
-    total, count = 0.0, 0
+    total = torch.zeros(1, dtype=torch.float64, device=world.device)
+    count = 0
     for b in range(num_batches):
         chunk = mine[b * train_cfg.micro_batch_size:(b + 1) * train_cfg.micro_batch_size]
-        batch = (collate(chunk, train_cfg.packing, pad_id) if chunk
-                 else no_target_batch(examples[0], train_cfg.packing, pad_id))
-        batch = to_device(batch, world.device)
-        total += float(inner(batch))
+        batch = (collate(chunk, train_cfg.packing, pad_id, rt.pad_to_multiple) if chunk
+                 else no_target_batch(examples[0], train_cfg.packing, pad_id, rt.pad_to_multiple))
         count += batch.num_trained_tokens
-    return all_reduce_sum(total, world) / max(1.0, all_reduce_sum(count, world))
+        with rt.autocast():
+            total += inner(to_device(batch, world.device))
+    return all_reduce_sum(total, world).item() / max(1.0, all_reduce_sum(count, world))
 
 
-def no_target_batch(example: TokenizedExample, packing: bool, pad_id: int) -> MicroBatch:
+def no_target_batch(example: TokenizedExample, packing: bool, pad_id: int, pad_to_multiple: int = 1) -> MicroBatch:
     """A micro-batch with no trained token: its loss is a connected zero (every parameter gets a zero grad)."""
     blank = TokenizedExample(example.input_ids, [IGNORE_INDEX] * len(example.labels), example.source, example.line)
-    return collate([blank], packing, pad_id)
+    return collate([blank], packing, pad_id, pad_to_multiple)
 
 
-def finish(config: SFTConfig, data: SFTData, rt: Runtime, state: TrainState, tokenizer, dtype: torch.dtype,
-           num_params: tuple[int, int], estimate: dict | None, started: float) -> dict:
+def finish(config: SFTConfig, data: SFTData, rt: Runtime, state: TrainState, tokenizer, num_params: tuple[int, int],
+           estimate: dict | None, started: float) -> dict:
     """Load the best weights, write adapter/ and/or merged/, and summary.json (main process)."""
     world, train_cfg = rt.world, config.train
     barrier(world)
@@ -258,12 +275,18 @@ def finish(config: SFTConfig, data: SFTData, rt: Runtime, state: TrainState, tok
     if rt.fsdp:  # gather the full weights into a plain copy of the model for export
         weights = sharding.model_state(rt.module, model, rt.fsdp)
         if world.is_main:
-            model = load_model(config.model.name, dtype, config.model.trust_remote_code)
+            model = load_model(config.model.name, rt.plan.precision.weights_dtype, config.model.trust_remote_code)
             model.load_state_dict(weights, strict=False)
     if not world.is_main:
         return {}
     model.eval()
-    written = export_model(model, tokenizer, rt.out_dir, train_cfg.method, config.lora.merge)
+    precision = rt.plan.precision
+
+    def quantized_base():  # QLoRA merges onto a freshly quantized base (models.merge_into_dequantized)
+        return load_model(config.model.name, precision.weights_dtype, config.model.trust_remote_code,
+                          quantize_4bit=True, compute_dtype=precision.compute_dtype)
+
+    written = export_model(model, tokenizer, rt.out_dir, train_cfg.method, config.lora.merge, quantized_base)
     trainable, total = num_params
     summary = {
         "base_model": config.model.name, "method": train_cfg.method,
@@ -277,6 +300,8 @@ def finish(config: SFTConfig, data: SFTData, rt: Runtime, state: TrainState, tok
         "train_tokens_per_second": state.trained_tokens / max(state.train_seconds, 1e-9),
         "train_seconds": state.train_seconds, "wall_seconds": time.time() - started,
         "peak_memory_mb": peak_memory_mb(world.device),
+        "precision": rt.plan.precision.name, "attention": rt.plan.attention.name,
+        "compile": rt.plan.compile.enabled, **(compile_counts() if rt.plan.compile.enabled else {}),
         "trainable_params": trainable, "total_params": total, "world_size": world.world_size,
         "outputs": written,
         "estimate": _estimate_beside_measurement(estimate, world.device.type),

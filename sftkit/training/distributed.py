@@ -40,9 +40,13 @@ def init_world() -> World:
     return World(rank, world_size, local_rank, device)
 
 
-def all_reduce_sum(value: float | int, world: World) -> float:
-    """Sum a Python number over processes (float64 so token counts stay exact)."""
+def all_reduce_sum(value, world: World):
+    """Sum a Python number over processes (float64 so token counts stay exact), or a tensor (in place, on its
+    device: no wait for the host)."""
     if not world.distributed:
+        return value
+    if isinstance(value, torch.Tensor):
+        dist.all_reduce(value)
         return value
     t = torch.tensor([float(value)], dtype=torch.float64, device=world.device if world.device.type == "cuda" else "cpu")
     dist.all_reduce(t)

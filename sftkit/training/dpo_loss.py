@@ -20,42 +20,31 @@ import torch
 import torch.nn.functional as F
 
 from sftkit.data.batching import MicroBatch, collate
-from sftkit.data.chat_labels import IGNORE_INDEX
 from sftkit.training.loss import CausalLMLoss, ce_sum
 from sftkit.models import unwrap
 
 LOSS_TYPES = ("sigmoid", "ipo")
+STAT_KEYS = ("loss", "reward_accuracy", "reward_margin", "chosen_logp", "rejected_logp")
 
 
-def collate_pairs(pairs, packing: bool, pad_id: int) -> MicroBatch:
+def collate_pairs(pairs, packing: bool, pad_id: int, pad_to_multiple: int = 1) -> MicroBatch:
     """One micro-batch of 2B sequences: chosen replies of `pairs` (TokenizedPair) first, then rejected."""
-    return collate([p.chosen for p in pairs] + [p.rejected for p in pairs], packing, pad_id)
-
-
-def sequence_index(batch: MicroBatch) -> torch.Tensor:
-    """[rows, tokens] index of the sequence each position belongs to (packed: per document; padded: per row)."""
-    if batch.doc_lens is not None:
-        lens = torch.tensor(batch.doc_lens, device=batch.input_ids.device)
-        return torch.repeat_interleave(torch.arange(len(batch.doc_lens), device=lens.device), lens).unsqueeze(0)
-    rows, width = batch.input_ids.shape
-    return torch.arange(rows, device=batch.input_ids.device).unsqueeze(1).expand(rows, width)
+    return collate([p.chosen for p in pairs] + [p.rejected for p in pairs], packing, pad_id, pad_to_multiple)
 
 
 class SequenceLogProbs(CausalLMLoss):
     """`forward(batch)` -> (summed log-probability, number of trained tokens) per sequence; DDP wraps this.
 
-    The decoder pass is CausalLMLoss's (packed varlen or padded); only the reduction differs.
+    The decoder pass is CausalLMLoss's (packed varlen or padded); only the reduction differs. The trained
+    positions come in sequence order, so each sequence's are one slice, sized on the host.
     """
 
     def forward(self, batch: MicroBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = self.hidden_states(batch)
-        keep = batch.target_ids != IGNORE_INDEX
-        seq = sequence_index(batch)[keep]
-        hidden, targets = hidden[keep], batch.target_ids[keep]
+        hidden, targets = self.trained_hidden(batch)
         head = unwrap(self.model).get_output_embeddings()
-        logps = torch.stack([-ce_sum(hidden[seq == s], head, targets[seq == s]) for s in range(batch.num_examples)])
-        counts = torch.bincount(seq, minlength=batch.num_examples).to(logps.dtype)
-        return logps, counts
+        sizes = batch.trained_per_example
+        logps = torch.stack([-ce_sum(h, head, t) for h, t in zip(hidden.split(sizes), targets.split(sizes))])
+        return logps, torch.tensor(sizes, dtype=logps.dtype, device=logps.device)
 
 
 @dataclass
@@ -68,14 +57,16 @@ class PairStats:
     chosen_logps: torch.Tensor
     rejected_logps: torch.Tensor
 
-    def sums(self) -> dict[str, float]:
-        """Sums over pairs (divided by the number of pairs of the step or split by the caller)."""
+    def sum_tensor(self) -> torch.Tensor:
+        """Sums over pairs of (loss, reward accuracy, reward margin, chosen logp, rejected logp), on the device
+        (divided by the number of pairs of the step or split by the caller)."""
         margin = self.chosen_rewards - self.rejected_rewards
-        return {"loss": float(self.losses.detach().sum()),
-                "reward_accuracy": float((margin > 0).float().sum()),
-                "reward_margin": float(margin.detach().sum()),
-                "chosen_logp": float(self.chosen_logps.detach().sum()),
-                "rejected_logp": float(self.rejected_logps.detach().sum())}
+        return torch.stack([self.losses.detach().sum(), (margin > 0).float().sum(), margin.detach().sum(),
+                            self.chosen_logps.detach().sum(), self.rejected_logps.detach().sum()]).double()
+
+    def sums(self) -> dict[str, float]:
+        """`sum_tensor` read into a dict keyed as STAT_KEYS."""
+        return dict(zip(STAT_KEYS, self.sum_tensor().tolist()))
 
 
 def preference_loss(policy_logps: torch.Tensor, reference_logps: torch.Tensor, counts: torch.Tensor, beta: float,

@@ -1,6 +1,11 @@
-"""The runtime both recipes compose: process start-up (seed, threads, dtype), model preparation, the step
-schedule with its partial-step padding, the finite guard around the optimizer step, and checkpoint
-save/resume. It knows nothing of SFT vs DPO: a recipe brings its data, its loss and its loop body.
+"""The runtime both recipes compose: process start-up (seed, threads), model preparation, the step schedule with
+its partial-step padding, the finite guard around the optimizer step, and checkpoint save/resume. It knows
+nothing of SFT vs DPO: a recipe brings its data, its loss and its loop body.
+
+How a run computes is decided once, before the model loads, and printed: the precision
+(sftkit.training.precision), the attention path (sftkit.training.attention) and regional compile
+(sftkit.training.compile). The optimizer step reads the step's loss and gradient norm from the device in one
+transfer; nothing else in a step waits on the device.
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ import torch
 from sftkit.data.batching import epoch_order, split_step, step_indices, steps_per_epoch
 from sftkit.errors import NonFiniteLossError
 from sftkit.training import checkpoint as ckpt
+from sftkit.training.attention import AttentionPath, choose_attention
 from sftkit.training import sharding
-from sftkit.training.distributed import World, barrier, init_world, shutdown
+from sftkit.training.compile import CompilePlan, choose_compile
+from sftkit.training.distributed import World, all_reduce_sum, barrier, init_world, shutdown
 from sftkit.training.metrics_log import config_changes
 from sftkit.training.optim import build_optimizer, build_scheduler, restore_peak_lr
+from sftkit.training.precision import Precision, choose_precision
 from sftkit.training.reporter import Reporter
 from sftkit.training.state import TrainState
 
@@ -35,20 +43,41 @@ def start_process(train, out_dir: Path, resume: bool, reporter_title: str, quiet
     return world, report
 
 
-def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """`train.precision`: bf16 when asked, or under `auto` on a GPU that supports it; fp32 otherwise."""
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda"
-                                       and torch.cuda.is_bf16_supported())
-    return torch.bfloat16 if use_bf16 else torch.float32
+@dataclass(frozen=True)
+class ComputePlan:
+    """How the run computes: precision, attention path, regional compile (each with the reason it was chosen)."""
+
+    precision: Precision
+    attention: AttentionPath
+    compile: CompilePlan
+
+    @classmethod
+    def choose(cls, train, device: torch.device, attention_dropout: float = 0.0) -> ComputePlan:
+        precision = choose_precision(train.precision, device)
+        return cls(precision, choose_attention(train.packing, device, precision.compute_dtype, attention_dropout),
+                   choose_compile(train.compile, device, train.method))
+
+    def startup_rows(self) -> dict[str, str]:
+        """The start-up table's rows for the choices."""
+        return {"precision": self.precision.describe(), "attention": self.attention.describe(),
+                "compile": self.compile.describe()}
+
+
+ADAPTER_METHODS = ("lora", "qlora")  # methods that train a LoRA adapter on a frozen base
 
 
 def prepare_model(model, train, lora=None):
     """Packed attention, gradient checkpointing and (with a `lora` section) a new LoRA adapter, in that order.
+    A 4-bit (QLoRA) base is first made trainable through as peft prescribes: frozen, norms and head in fp32.
     Every LoRA dropout (new or continued adapter) saves a 1-byte mask for backward (sftkit.training.dropout)."""
     from sftkit.models import apply_lora
     from sftkit.training.attention import register as register_varlen
     from sftkit.training.dropout import use_mask_dropout
 
+    if getattr(model, "is_loaded_in_4bit", False):
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if train.packing:
         model.config._attn_implementation = register_varlen()
     if train.gradient_checkpointing:
@@ -108,16 +137,26 @@ class Runtime:
     scheduler: object
     schedule: Schedule
     fsdp: bool
+    plan: ComputePlan
 
     @classmethod
     def build(cls, world: World, report: Reporter, train, out_dir: Path, model, loss_module, num_examples: int,
-              fsdp: bool = False) -> Runtime:
+              plan: ComputePlan, fsdp: bool = False) -> Runtime:
         """Wrap the loss module for several processes and build AdamW and the LR schedule."""
         module = sharding.wrap(loss_module, model, world, fsdp)
         optimizer = build_optimizer(model, train, fused=not fsdp)  # FSDP's DTensors cannot use the fused kernel
         schedule = Schedule.plan(num_examples, train, world.world_size)
         scheduler = build_scheduler(optimizer, train, schedule.warmup_steps, schedule.total_steps)
-        return cls(world, report, train, out_dir, model, module, optimizer, scheduler, schedule, fsdp)
+        return cls(world, report, train, out_dir, model, module, optimizer, scheduler, schedule, fsdp, plan)
+
+    def autocast(self):
+        """The context a forward pass runs in (bf16 autocast on CPU, or nothing); backward runs outside it."""
+        return self.plan.precision.context()
+
+    @property
+    def pad_to_multiple(self) -> int:
+        """What packed rows are padded to (`collate(..., pad_to_multiple=)`): 64 for compiled layers, else 1."""
+        return self.plan.compile.pad_to_multiple
 
     @property
     def loss_module(self) -> torch.nn.Module:
@@ -147,18 +186,22 @@ class Runtime:
         """Context for one micro-batch's backward: gradients are reduced across processes on the last one only."""
         return sharding.grad_sync(self.module, is_last_micro_batch, self.fsdp)
 
-    def optimizer_step(self, train_loss: float, step: int) -> float:
-        """Clip, refuse a non-finite loss or gradient norm (before the weights change), step, zero the gradients.
-        Returns the gradient norm before clipping."""
+    def optimizer_step(self, sums: torch.Tensor, step: int) -> tuple[list[float], float]:
+        """`sums`: this process's 1-D tensor of the step's sums, the loss first. Sum them over processes, clip,
+        read the sums and the gradient norm from the device in one transfer, refuse a non-finite loss or gradient
+        norm (before the weights change), step, zero the gradients.
+        Returns (the sums over all processes, the gradient norm before clipping)."""
         grad_norm = sharding.total_norm(torch.nn.utils.clip_grad_norm_(
             [p for p in self.model.parameters() if p.requires_grad], self.train.max_grad_norm or float("inf")))
-        if not math.isfinite(train_loss) or not torch.isfinite(grad_norm):
+        sums = all_reduce_sum(sums.detach().to(torch.float64), self.world)
+        *values, norm = torch.cat([sums, grad_norm.detach().reshape(1).to(sums)]).tolist()
+        if not math.isfinite(values[0]) or not math.isfinite(norm):
             last = ckpt.complete_checkpoints(self.ckpt_dir)
-            raise NonFiniteLossError.at_step(step + 1, math.isfinite(train_loss), last[-1] if last else None)
+            raise NonFiniteLossError.at_step(step + 1, math.isfinite(values[0]), last[-1] if last else None)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(grad_norm)
+        return values, norm
 
     def resume(self, config_json: dict) -> TrainState | None:
         """Load the newest complete checkpoint (weights, optimizer, scheduler, RNG) and return its state, noting

@@ -92,21 +92,28 @@ def release_freed_memory() -> None:
         pass
 
 
-def export_model(model, tokenizer, output_dir: Path, method: str, merge: bool) -> dict[str, str]:
-    """Write `adapter/` (LoRA, PEFT format) and/or `merged/` (plain transformers), both with the tokenizer.
+def export_model(model, tokenizer, output_dir: Path, method: str, merge: bool, base_loader=None) -> dict[str, str]:
+    """Write `adapter/` (LoRA and QLoRA, PEFT format) and/or `merged/` (plain transformers), both with the
+    tokenizer. Returns the paths written.
 
-    Returns the paths written. Merging a LoRA model folds the adapter into the base weights in place, so it
-    is done last.
+    Merging a LoRA model folds the adapter into the base weights in place, so it is done last. QLoRA always
+    writes `merged/` too, onto the dequantized 4-bit base from `base_loader()` (sftkit.models.
+    merge_into_dequantized), so evaluation loads the function that was trained, not the adapter on the
+    unquantized base.
     """
     written = {}
-    if method == "lora":
+    if method in ("lora", "qlora"):
         adapter = output_dir / "adapter"
         model.save_pretrained(adapter, safe_serialization=True)
         tokenizer.save_pretrained(adapter)
         written["adapter"] = str(adapter)
-        if merge:
+        if method == "qlora":
+            from sftkit.models import merge_into_dequantized
+
+            model = merge_into_dequantized(base_loader(), adapter)
+        elif merge:
             model = model.merge_and_unload()
-    if method == "full" or merge:
+    if method in ("full", "qlora") or merge:
         merged = output_dir / "merged"
         model.save_pretrained(merged, safe_serialization=True)
         tokenizer.save_pretrained(merged)

@@ -45,6 +45,32 @@ def test_figures_skip_warmup_and_count_padding():
     assert f["first_loss"] == 2.0 and f["losses"] == pytest.approx([2.0, 1.9, 1.8])
 
 
+def test_model_flops_count_layers_head_at_trained_tokens_and_attention():
+    from bench.defaults import model_flops
+
+    shape = {"vocab_size": 100, "hidden_size": 10, "num_hidden_layers": 2}
+    run = fake_run("sftkit", "lora", 0, 50.0, 1000)  # timed steps: 100 tokens, 7 and 9 trained, sum len^2 2000
+    run["total_params"] = 100 * 10 + 5000  # tied embedding + 5,000 layer weights
+    per_step = lambda trained: 4 * 5000 * 100 + 4 * 100 * 10 * trained + 6 * 2 * 10 * 2000  # noqa: E731
+    assert model_flops(run, shape, "lora") == per_step(7) + per_step(9)
+    assert model_flops(run, shape, "full") == model_flops(run, shape, "lora") + 2 * 5000 * 200 + 2 * 1000 * 16
+
+
+def test_defaults_speedup_is_whole_process_time_per_round():
+    from bench.defaults import aggregate
+
+    def run(name, round_index, seconds, peak):
+        r = fake_run(name, "lora", round_index, 50.0, peak)
+        return {**r, "data": "mix", "process_seconds": seconds, "gflops": 60.0}
+
+    runs = [run("sftkit", 0, 30.0, 900), run("trl-default", 0, 90.0, 1000),
+            run("sftkit", 1, 40.0, 950), run("trl-default", 1, 60.0, 990)]
+    summary = aggregate(runs, {"gflops": {"float32": 50.0, "bfloat16": 200.0}})["mix"]
+    assert summary["rows"]["trl-default"]["speedup"] == pytest.approx(math.sqrt(3 * 1.5))
+    assert summary["rows"]["trl-default"]["memory_ratio"] == pytest.approx(950 / 1000)
+    assert summary["rows"]["sftkit"]["of_bf16_peak"] == pytest.approx(0.3)
+    # 2.12x < 2.5x on the mix; 30% < 40% of the bf16 peak; 950 <= 1,000 MiB
+    assert [t["met"] for t in summary["targets"]] == [False, False, True]
 def _report(runs):
     report = {"runs": runs, "parity": {"error": "not run"}, "command": "python bench/cpu.py", "threads": 1,
               "wall_seconds": 60.0, "settings": {"micro_batch_size": 8, "max_length": 512, "learning_rate": 2e-4,
@@ -138,7 +164,8 @@ def test_cpu_bench_end_to_end(tmp_path, tiny_model_dir):
     data = write_sft_data(tmp_path / "chats.jsonl", n=32)
     report = main(["--model", str(tiny_model_dir), "--data", str(data), "--methods", "lora", "--trl-variants",
                    "default", "--steps", "1", "--micro-batch-size", "4", "--examples-per-task", "32",
-                   "--threads", "1", "--out", str(tmp_path / "out"), "--update-docs", str(tmp_path / "doc.md")])
+                   "--threads", "1", "--out", str(tmp_path / "out"), "--update-docs", str(tmp_path / "doc.md"),
+                   "--uniform-data", str(data), "--uniform-lengths", "1,512", "--uniform-per-task", "8"])
     assert report["parity"]["passed"]
     rows = report["summary"]["lora"]["rows"]
     assert set(rows) == {"sftkit", "trl-default"}
@@ -149,17 +176,65 @@ def test_cpu_bench_end_to_end(tmp_path, tiny_model_dir):
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["summary"]["lora"]["rows"]["sftkit"]["tokens_per_second"] == rows["sftkit"]["tokens_per_second"]
     assert "| sftkit |" in (tmp_path / "doc.md").read_text()
+    # the defaults part: one epoch each (32 and 8 examples at 4 per step), TRL keeping its bf16 autocast
+    d = report["defaults"]
+    assert set(d["summary"]) == {"mix", "uniform"} and d["matmul_peaks"]["gflops"]["bfloat16"] > 0
+    for run in d["runs"]:
+        assert len(run["steps"]) == {"mix": 8, "uniform": 2}[run["data"]] and run["process_seconds"] > 0
+        assert run["gflops"] > 0
+    for name in ("mix", "uniform"):
+        rows = d["summary"][name]["rows"]
+        assert rows["sftkit"]["precision"] == sftkit_precision() and rows["trl-default"]["speedup"] > 0
+    assert "whole-process wall time vs trl-default" in (tmp_path / "doc.md").read_text()
+
+
+def sftkit_precision() -> str:
+    import torch
+
+    from sftkit.training.precision import choose_precision
+
+    return choose_precision("auto", torch.device("cpu")).name
 
 
 @pytest.mark.slow
 def test_gpu_script_dry_run(tmp_path):
-    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu.sh"), "--dry-run", "--shapes", "tiny-a", "--methods",
-                           "lora", "--out", str(tmp_path)], capture_output=True, text=True,
+    """The prepared GPU script end to end on CPU: bundle, package check, every contender of a pair in one worker
+    process, figures, ratios, targets, results written after the pair."""
+    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu.sh"), "--dry-run", "--methods", "lora", "--out",
+                           str(tmp_path)], capture_output=True, text=True,
                           env={**__import__("os").environ, "PYTHON": sys.executable}, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
+    assert "torch " in proc.stdout and "GPU: none" in proc.stdout  # versions are printed before anything runs
     report = json.loads((tmp_path / "results.json").read_text())
-    assert [(r["name"], r["method"]) for r in report["runs"]] == [("trl-default", "lora"), ("sftkit", "lora")]
+    assert [(r["name"], r["method"]) for r in report["runs"]] == [
+        ("sftkit", "lora"), ("sftkit-eager", "lora"), ("trl-default", "lora"), ("trl-padding-free", "lora"),
+        ("trl-packing", "lora")]
     for run in report["runs"]:
-        assert 0 < run["mfu"] < 1 and run["figures"]["tokens_per_second"] > 0
+        assert "error" not in run, run.get("error")
+        assert run["figures"]["tokens_per_second"] > 0 and run["mfu"] is None  # no GPU peak on a CPU
         assert all(s["sum_squared_lengths"] >= s["num_tokens"] for s in run["steps"])
-    assert "| tiny-a | lora | sftkit |" in proc.stdout and "tiny-a lora sftkit >= 2x trl-default" in proc.stdout
+    assert report["runs"][0]["precision"] == "fp32" and report["runs"][0]["attention"] == "per-document SDPA"
+    assert report["runs"][2]["figures"]["padding_fraction"] > 0 == report["runs"][0]["figures"]["padding_fraction"]
+    ratios = report["summary"]["tiny-a lora"]["ratios"]
+    assert ratios["trl-default"]["vs_trl_default"] == 1.0
+    assert "| tiny-a | lora | sftkit |" in (tmp_path / "table.md").read_text()
+
+
+def test_gpu_targets_from_recorded_runs():
+    """The GPU targets' arithmetic on recorded numbers: ratios, memory, and the 1.7B full ~4k-token row."""
+    from bench.gpu_report import summarise
+
+    def run(name, rate, gpu_mb, tokens=1000, mfu=None):
+        r = fake_run(name, "full", 0, rate, 100)
+        r.update(shape="1.7B", peak_gpu_mb=gpu_mb, mfu=mfu)
+        r["steps"][-1]["num_tokens"] = tokens
+        return r
+
+    runs = [run("sftkit", 50.0, 20_000), run("sftkit-4k", 60.0, 30_000, tokens=4200, mfu=0.47),
+            run("trl-default", 20.0, 25_000), run("trl-padding-free", 45.0, 22_000),
+            {"name": "trl-packing", "method": "full", "shape": "1.7B", "error": "skipped: the time budget ran out"}]
+    s = summarise(runs)["1.7B full"]
+    assert s["best_trl"] == "trl-padding-free"
+    assert s["ratios"]["sftkit"]["vs_trl_default"] == pytest.approx(2.5)
+    assert [(t["met"], round(t["value"], 3)) for t in s["targets"]] == [
+        (True, 2.5), (False, round(50 / 45, 3)), (True, 0.8), (True, round(4200 / 4096, 3)), (True, 0.47)]

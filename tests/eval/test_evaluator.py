@@ -55,7 +55,9 @@ def evaluator(model64, tokenizer, monkeypatch):
     import sftkit.models
 
     monkeypatch.setattr(sftkit.models, "load_for_inference", lambda *args, **kwargs: (model64, tokenizer, "tiny64"))
-    return Evaluator("tiny64", EvalSettings(max_new_tokens=6, generation_batch_size=2, scoring_batch_size=2),
+    # float32 keeps the float64 model as it is (`auto` would cast it to bfloat16 on CPUs with native bf16)
+    return Evaluator("tiny64", EvalSettings(max_new_tokens=6, generation_batch_size=2, scoring_batch_size=2,
+                                            dtype="float32"),
                      use_cache=False)
 
 

@@ -48,7 +48,10 @@ def test_acc_and_acc_norm_equal_lm_eval_harness(tmp_path, tiny_model_dir, monkey
     from sftkit.eval.evaluator import evaluate
     from sftkit.eval.tasks import load_task
 
-    ours = evaluate(str(tiny_model_dir), [load_task(str(data))], tmp_path / "out", use_cache=False)
+    from sftkit.eval.settings import EvalSettings
+
+    ours = evaluate(str(tiny_model_dir), [load_task(str(data))], tmp_path / "out", EvalSettings(dtype="float32"),
+                    use_cache=False)  # float32 like lm-eval's run above; `auto` picks bf16 on CPUs with it
     summary = ours["tasks"][str(data)]
     result = theirs["results"]["sftkit_mc"]
     assert summary["acc"]["n"] == len(_parity_rows())

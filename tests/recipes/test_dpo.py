@@ -48,8 +48,9 @@ def make_config(tmp_path: Path, model, out: str = "run", lora: dict | None = Non
     return DPOConfig.model_validate({
         "model": {"name": str(model)},
         "data": {"train_path": str(pairs), "val_fraction": 0.25, **(data or {})},
+        # fp32, as in tests/recipes/test_sft.py's make_config: tolerances are derived for fp32
         "train": {"max_steps": 2, "micro_batch_size": 4, "learning_rate": 1e-2, "warmup_ratio": 0.0,
-                  "eval_every": 100, "save_every": 100, **train},
+                  "eval_every": 100, "save_every": 100, "precision": "fp32", **train},
         "lora": {"dropout": 0.0, **(lora or {})}, "dpo": dpo or {}, "output_dir": str(tmp_path / out)})
 
 
@@ -312,7 +313,8 @@ def test_two_process_gloo_equals_one_process(tmp_path, tiny_model_dir):
               "lora": {"dropout": 0.0}}
     for name, ga in (("one", 4), ("two", 2)):
         cfg = dict(common, output_dir=str(tmp_path / name), train={"max_steps": 3, "micro_batch_size": 2,
-                   "grad_accum_steps": ga, "learning_rate": 1e-2, "warmup_ratio": 0.0, "eval_every": 3})
+                   "grad_accum_steps": ga, "learning_rate": 1e-2, "warmup_ratio": 0.0, "eval_every": 3,
+                   "precision": "fp32"})
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
     run_recorded(["dpo", str(tmp_path / "one.yaml")], tmp_path / "steps-one")
     run_recorded(["dpo", str(tmp_path / "two.yaml")], tmp_path / "steps-two", processes=2, port=29547)

@@ -220,7 +220,8 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path, tiny_model_dir):
     data = write_sft_data(tmp_path / "data.jsonl", n=40)
     base = {"model": {"name": str(tiny_model_dir)}, "data": {"train_path": str(data), "val_fraction": 0.2},
             "train": {"max_steps": 16, "micro_batch_size": 2, "grad_accum_steps": 2, "learning_rate": 5e-3,
-                      "save_every": 4, "eval_every": 6, "keep_last": 2}, "lora": {"dropout": 0.1}}
+                      "save_every": 4, "eval_every": 6, "keep_last": 2, "precision": "fp32"},
+            "lora": {"dropout": 0.1}}
     runs = {}
     for name in ("straight", "killed"):
         cfg = dict(base, output_dir=str(tmp_path / name))
@@ -321,10 +322,11 @@ def test_two_process_gloo_equals_one_process(tmp_path, tiny_model_dir):
               "lora": {"dropout": 0.0}}
     one = dict(common, output_dir=str(tmp_path / "one"),
                train={"max_steps": 4, "micro_batch_size": 2, "grad_accum_steps": 4, "learning_rate": 1e-2,
-                      "eval_every": 2})
+                      "eval_every": 2, "precision": "fp32"})
     two = dict(common, output_dir=str(tmp_path / "two"),
                train={"max_steps": 4, "micro_batch_size": 2, "grad_accum_steps": 2, "learning_rate": 1e-2,
-                      "eval_every": 2, "save_every": 1, "keep_last": 1})  # every step: both ranks race to save
+                      # every step: both ranks race to save
+                      "eval_every": 2, "save_every": 1, "keep_last": 1, "precision": "fp32"})
     (tmp_path / "one.yaml").write_text(yaml.safe_dump(one))
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(two))
     run_recorded(["train", str(tmp_path / "one.yaml")], tmp_path / "steps-one")
@@ -348,7 +350,7 @@ def test_two_process_fsdp_full_equals_one_process(tmp_path, tiny_model_dir):
     data = write_sft_data(tmp_path / "data.jsonl", n=22)
     common = {"model": {"name": str(tiny_model_dir)}, "data": {"train_path": str(data), "val_fraction": 0.25}}
     train_cfg = {"method": "full", "max_steps": 3, "micro_batch_size": 2, "learning_rate": 1e-3, "eval_every": 2,
-                 "save_every": 2}
+                 "save_every": 2, "precision": "fp32"}
     one = dict(common, output_dir=str(tmp_path / "one"), train=dict(train_cfg, grad_accum_steps=4))
     two = dict(common, output_dir=str(tmp_path / "two"), train=dict(train_cfg, grad_accum_steps=2, fsdp=True))
     (tmp_path / "one.yaml").write_text(yaml.safe_dump(one))

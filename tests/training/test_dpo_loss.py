@@ -10,7 +10,7 @@ import torch
 from sftkit.training.attention import register
 from sftkit.data.dataset import TokenizedExample
 from sftkit.data.preferences import PreferencePair, tokenize_pairs
-from sftkit.training.dpo_loss import SequenceLogProbs, collate_pairs, preference_loss, sequence_index
+from sftkit.training.dpo_loss import SequenceLogProbs, collate_pairs, preference_loss
 from sftkit.data.chat_labels import IGNORE_INDEX
 
 
@@ -71,4 +71,4 @@ def test_sequence_logprobs_match_plain_forward(tokenizer, tiny_model, packing):
         expected = [_manual_logp(tiny_model, s) for s in sequences]
     assert logps.tolist() == pytest.approx(expected, rel=1e-4)
     assert counts.tolist() == [s.num_trained_tokens for s in sequences]
-    assert sequence_index(batch).max().item() == 3
+    assert batch.trained_per_example == [s.num_trained_tokens for s in sequences]  # the host-side sizes

@@ -137,9 +137,8 @@ def instrument(probe: Probe, skip_estimate: bool = False, trim_every_step: bool 
     sft.CausalLMLoss.forward = _count_saved(probe, sft.CausalLMLoss.forward)
 
     stages = [(sft, "load_tokenizer", "tokenizer"), (sft, "load_conversations", "data: read"),
-              (sft, "tokenize_examples", "data: tokenize"), (estimate, "_model_shape", "estimate: meta model"),
-              (estimate, "measure_cpu", "estimate: one-layer measurement"),
-              (estimate, "estimate_run", "estimate: rest"), (sft, "load_model", "model weights (load_model)"),
+              (sft, "tokenize_examples", "data: tokenize"), (estimate, "estimate_run", "estimate: rest"),
+              (sft, "load_model", "model weights (load_model)"),
               (models, "apply_lora", "LoRA adapter"), (loop, "build_optimizer", "optimizer (built)"),
               (sft, "describe_run", "run directory"), (ckpt, "write_best", "best weights written"),
               (ckpt, "write_checkpoint", "checkpoint written"), (sft.CausalLMLoss, "forward", "train: forward"),
@@ -147,6 +146,9 @@ def instrument(probe: Probe, skip_estimate: bool = False, trim_every_step: bool 
     for owner, name, label in stages:
         probe.wrap(owner, name, label)
     probe.wrap(sft, "validate", "validation", quiet_inside=True)
+    # the estimate builds its own (meta and one-layer) models with LoRA: not stages of the run
+    probe.wrap(estimate, "_model_shape", "estimate: meta model", quiet_inside=True)
+    probe.wrap(estimate, "measure_cpu", "estimate: one-layer measurement", quiet_inside=True)
 
     build = loop.build_optimizer
     trim = ctypes.CDLL("libc.so.6").malloc_trim if trim_every_step else lambda pad: None

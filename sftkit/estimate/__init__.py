@@ -35,8 +35,11 @@ GPU_MFU = 0.35  # assumed utilisation on GPUs: the measured anchor is 23-37% on 
 ACTIVATION_ELEMENTS = {
     "full": lambda d, i, kv, r: 9 * d + 2 * kv + 4 * i,
     "lora": lambda d, i, kv, r: 7 * d + 2 * kv + 4 * i + 7 * r,
-    "lora_dropout": lambda d, i, kv, r: 16 * d + 2 * kv + 5 * i + 7 * r,
+    "lora_dropout": lambda d, i, kv, r: 10 * d + 2 * kv + 4 * i + 7 * r,
 }
+# With LoRA dropout, also one byte per element of every adapted matmul's input (q, k, v, o, gate, up: d;
+# down: i): the boolean masks sftkit.training.dropout.MaskDropout keeps for backward.
+DROPOUT_MASK_BYTES = lambda d, i: 6 * d + i  # noqa: E731
 # Resident memory per live activation byte on CPU: glibc keeps freed temporaries (norms, rotary, dropout
 # results) in its heap between the saved activations. Measured on this CPU with SmolLM2-135M (docs).
 CPU_ALLOCATOR_FACTOR = 1.9
@@ -144,15 +147,18 @@ def _memory(shape: dict, config: SFTConfig, sched: dict, bytes_per: int, allocat
     t = config.train
     kind = "full" if t.method == "full" else ("lora_dropout" if config.lora.dropout > 0 else "lora")
     per_token = ACTIVATION_ELEMENTS[kind](shape["hidden"], shape["intermediate"], shape["kv_width"], config.lora.r)
+    per_token_bytes = per_token * bytes_per
+    if kind == "lora_dropout":
+        per_token_bytes += DROPOUT_MASK_BYTES(shape["hidden"], shape["intermediate"])
     width, layers = sched["largest_micro_batch_tokens"], shape["layers"]
     if t.gradient_checkpointing:  # every layer's input, plus one layer's activations during its backward
-        activation_elements = width * (layers * shape["hidden"] + per_token)
+        activation_bytes = width * (layers * shape["hidden"] * bytes_per + per_token_bytes)
     else:
-        activation_elements = width * layers * per_token
+        activation_bytes = width * layers * per_token_bytes
     return {"weights": shape["total_params"] * bytes_per,
             "gradients": shape["trainable_params"] * bytes_per,
             "optimizer": 2 * shape["trainable_params"] * bytes_per,
-            "activations": activation_elements * bytes_per * allocator_factor,
+            "activations": activation_bytes * allocator_factor,
             "logits": min(sched["most_trained_in_micro_batch"], CHUNK_TOKENS) * shape["vocab"] * 4 * LOGIT_COPIES}
 
 

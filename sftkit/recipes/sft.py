@@ -35,7 +35,7 @@ from sftkit.training.loss import CausalLMLoss
 from sftkit.training.metrics_log import MetricsLog
 from sftkit.training.precision import choose_precision
 from sftkit.training.reporter import Reporter
-from sftkit.training.run_dir import describe_run, export_model, peak_memory_mb, write_json
+from sftkit.training.run_dir import describe_run, export_model, peak_memory_mb, release_freed_memory, write_json
 from sftkit.training.state import TrainState
 
 
@@ -55,6 +55,7 @@ def train(config: SFTConfig, resume: bool = False, quiet: bool = False, stop_at_
     use_chat_template(tokenizer, config.model.chat_template)
     data = setup_data(config, tokenizer, report)
     estimate = pre_run_estimate(config, data, world, report) if estimate else None
+    release_freed_memory()  # the measurement's freed tensors would otherwise stay resident through training
     rt, num_params = setup_model(config, data, world, report)
     report.startup(startup_numbers(config, data, rt, num_params))
     if world.is_main:

@@ -68,9 +68,11 @@ ADAPTER_METHODS = ("lora", "qlora")  # methods that train a LoRA adapter on a fr
 
 def prepare_model(model, train, lora=None):
     """Packed attention, gradient checkpointing and (with a `lora` section) a new LoRA adapter, in that order.
-    A 4-bit (QLoRA) base is first made trainable through as peft prescribes: frozen, norms and head in fp32."""
+    A 4-bit (QLoRA) base is first made trainable through as peft prescribes: frozen, norms and head in fp32.
+    Every LoRA dropout (new or continued adapter) saves a 1-byte mask for backward (sftkit.training.dropout)."""
     from sftkit.models import apply_lora
     from sftkit.training.attention import register as register_varlen
+    from sftkit.training.dropout import use_mask_dropout
 
     if getattr(model, "is_loaded_in_4bit", False):
         from peft import prepare_model_for_kbit_training
@@ -89,6 +91,7 @@ def prepare_model(model, train, lora=None):
         model.config.use_cache = False
     if lora is not None:
         model = apply_lora(model, lora)
+    use_mask_dropout(model)
     return model
 
 

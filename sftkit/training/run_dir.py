@@ -62,7 +62,10 @@ def describe_run(out_dir: Path, config_yaml: str, tokenizer, splits: dict[str, l
 
 
 def peak_memory_mb(device) -> float:
-    """Peak memory of this process so far: GPU memory allocated on CUDA, resident set size otherwise."""
+    """Peak memory of this process so far, in MiB: GPU memory allocated by tensors on CUDA; on CPU the peak
+    resident set size (ru_maxrss), which counts everything resident at the high point: the Python runtime and
+    libraries, the weights, live tensors, and freed memory the C allocator kept (docs/benchmarks.md, "Memory:
+    where the quickstart's peak goes")."""
     import resource
 
     import torch
@@ -70,6 +73,23 @@ def peak_memory_mb(device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def release_freed_memory() -> None:
+    """Collect garbage and hand the C heap's free pages back to the OS (glibc's `malloc_trim`).
+
+    glibc keeps freed memory resident for reuse. After a phase whose allocations do not come back (the pre-run
+    estimate's one-layer measurement) that memory only adds to the process's resident size. Costs milliseconds;
+    a no-op where the C library has no `malloc_trim`.
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        pass
 
 
 def export_model(model, tokenizer, output_dir: Path, method: str, merge: bool, base_loader=None) -> dict[str, str]:

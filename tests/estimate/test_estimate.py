@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sftkit.errors import UserError
-from sftkit.estimate import ACTIVATION_ELEMENTS, estimate_run, parse_prices
+from sftkit.estimate import ACTIVATION_ELEMENTS, DROPOUT_MASK_BYTES, estimate_run, parse_prices
 from tests.helpers import sft_config
 
 LAYER_MATMUL_PARAMS = 64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 128  # tiny model: q, o; k, v (2 kv heads); MLP
@@ -65,17 +65,15 @@ def test_flops_follow_the_6n_convention_for_full_fine_tuning(tmp_path, tiny_mode
                                                  ("lora_dropout", "lora", 0.05)])
 def test_activation_coefficients_hold_on_another_shape(tiny_model_dir, kind, method, dropout):
     """The per-token saved-activation formula, derived on SmolLM2-135M, within 15% on the tiny shape."""
-    from sftkit.training.attention import register
     from sftkit.data.dataset import TokenizedExample
     from sftkit.data.batching import collate
     from sftkit.training.loss import CausalLMLoss
-    from sftkit.config import LoraSection
-    from sftkit.models import apply_lora, load_model
+    from sftkit.config import LoraSection, TrainSection
+    from sftkit.models import load_model
+    from sftkit.training.loop import prepare_model
 
-    model = load_model(str(tiny_model_dir))
-    model.config._attn_implementation = register()
-    if method == "lora":
-        model = apply_lora(model, LoraSection(r=16, alpha=32, dropout=dropout))
+    model = prepare_model(load_model(str(tiny_model_dir)), TrainSection(packing=True, gradient_checkpointing=False),
+                          LoraSection(r=16, alpha=32, dropout=dropout) if method == "lora" else None)
     ids = list(range(10, 210))
     batch = collate([TokenizedExample(ids, [-100] * 190 + ids[190:], "x", 1)] * 4, True, 2)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
@@ -88,8 +86,9 @@ def test_activation_coefficients_hold_on_another_shape(tiny_model_dir, kind, met
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         CausalLMLoss(model)(batch)
-    measured = sum(saved.values()) / 4 / batch.num_tokens / 2  # fp32 elements per token per layer
-    assert measured == pytest.approx(ACTIVATION_ELEMENTS[kind](64, 128, 32, 16), rel=0.15)
+    measured = sum(saved.values()) / batch.num_tokens / 2  # bytes per token per layer
+    expected = 4 * ACTIVATION_ELEMENTS[kind](64, 128, 32, 16) + (DROPOUT_MASK_BYTES(64, 128) if dropout else 0)
+    assert measured == pytest.approx(expected, rel=0.15)
 
 
 def test_cpu_time_is_measured_and_scaled(tmp_path, tiny_model_dir):

@@ -7,7 +7,8 @@ as the run uses it in transformers:
   top-1 token agrees and the mean KL(run model || GGUF) per position;
 - replies: greedy replies to the test prompts against `sftkit generate`'s (f32/f16/bf16 files must give the
   same tokens as the fp32 model, only rounding separates them; quantized files report the agreement rate);
-- stops: every reply ends on a token llama.cpp treats as end of generation, before the token limit.
+- stops: every reply `sftkit generate` ends by itself also ends in llama.cpp, on a token it treats as end of
+  generation and that is one of the stop ids (a reply both cut at the token limit is reported, not failed).
 """
 
 from __future__ import annotations
@@ -104,7 +105,10 @@ def check_replies(llm, tokenizer, id_lists: list[list[int]], hf_replies, quant: 
                "same_text": sum(same_text) / max(len(got), 1), "differing": differing[:5]}
     hf_stopped = sum(h.finish_reason == "stop" for h in hf_replies)
     ended = [g["end_token"] for g in got]
-    stops = {"passed": all(e is not None for e in ended), "num_prompts": len(got),
+    # a reply that `sftkit generate` also cut at max_new_tokens says nothing about the export; one that it ended
+    # and llama.cpp runs past is the broken-stop bug this check exists for
+    missed = [k for k, (e, h) in enumerate(zip(ended, hf_replies)) if h.finish_reason == "stop" and e is None]
+    stops = {"passed": not missed, "num_prompts": len(got), "missed_stops": missed,
              "stopped_by_itself": sum(e is not None for e in ended), "max_new_tokens": max_new_tokens,
              "end_tokens": sorted({e for e in ended if e is not None}),
              "end_tokens_in_stop_ids": all(e in end_ids for e in ended if e is not None),

@@ -59,5 +59,6 @@ def test_default_model_f16_replies_match_sftkit_generate_and_stop_by_themselves(
     checks = report["checks"]
     assert report["passed"] is True, checks
     assert checks["llama_cpp_replies"]["identical_tokens"] == 1.0
-    assert checks["llama_cpp_stops"]["stopped_by_itself"] == checks["llama_cpp_stops"]["num_prompts"] == 3
+    stops = checks["llama_cpp_stops"]
+    assert stops["missed_stops"] == [] and stops["stopped_by_itself"] == stops["sftkit_generate_stopped"] > 0
     assert checks["llama_cpp_stops"]["end_tokens"] == [2]

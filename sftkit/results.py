@@ -216,6 +216,7 @@ class ExportResult(Result):
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
 class SweepResult(Result):
     """`sftkit sweep`'s sweep.json: every trial (`params`, `status`, `rung`, `objective`, `history`), the
     winner (`best`, with its config file), the base config's run (`base`), the second-seed `reproduction`, and

@@ -84,3 +84,16 @@ def test_the_command_line_starts_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(sftkit.__file__).parents[1]).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_every_result_class_is_its_own_frozen_dataclass():
+    """A result class without its own @dataclass inherits Result's fields only and reads every summary as empty."""
+    import dataclasses
+
+    from sftkit.results import Result
+
+    classes = Result.__subclasses__()
+    assert len(classes) >= 10
+    for cls in classes:
+        assert "__dataclass_fields__" in cls.__dict__ and cls.__dataclass_params__.frozen, cls.__name__
+        assert len(dataclasses.fields(cls)) > len(dataclasses.fields(Result)), cls.__name__

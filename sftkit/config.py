@@ -54,7 +54,7 @@ class LoraSection(Section):
 
 # Peak learning rates a null `train.learning_rate` resolves to, per recipe and method; the only copy of these
 # numbers (the evidence and sources are in docs/sweep.md, "Defaults"). Adapters (LoRA, QLoRA) take `lora`.
-DEFAULT_LEARNING_RATES = {"sft": {"lora": 1e-3, "full": 1e-4}, "dpo": {"lora": 5e-5, "full": 5e-5}}
+DEFAULT_LEARNING_RATES = {"sft": {"lora": 3e-3, "full": 3e-4}, "dpo": {"lora": 5e-5, "full": 5e-5}}
 _LEARNING_RATE_HELP = ("Peak learning rate; null = the default for the method, written resolved into config.yaml: "
                        + "; ".join(f"{recipe} {rates['lora']:g} for LoRA, {rates['full']:g} for full fine-tuning"
                                    for recipe, rates in DEFAULT_LEARNING_RATES.items()) + " (docs/sweep.md).")

@@ -90,12 +90,12 @@ def test_cli_config_error_exits_2_before_loading_model(tmp_path):
 def test_unset_learning_rate_is_the_methods_default_and_a_set_one_stays():
     from sftkit.recipes.dpo_config import DPOConfig
 
-    assert SFTConfig().train.learning_rate == 1e-3
-    assert SFTConfig(train={"method": "full"}).train.learning_rate == 1e-4
+    assert SFTConfig().train.learning_rate == 3e-3
+    assert SFTConfig(train={"method": "full"}).train.learning_rate == 3e-4
     assert SFTConfig(train={"method": "full", "learning_rate": 3e-5}).train.learning_rate == 3e-5
     assert DPOConfig().train.learning_rate == 5e-5
     assert DPOConfig(train={"method": "full"}).train.learning_rate == 5e-5
     # resolved once, so the written config.yaml names the number and reads back as the same config
     dumped = SFTConfig(train={"method": "full"}).model_dump(mode="json")
-    assert dumped["train"]["learning_rate"] == 1e-4
+    assert dumped["train"]["learning_rate"] == 3e-4
     assert SFTConfig.model_validate(dumped) == SFTConfig(train={"method": "full"})

@@ -126,3 +126,23 @@ def test_attention_path_choice():
     assert attention.choose_attention(True, cpu, torch.bfloat16).describe() == "per-document SDPA (packed rows on cpu)"
     assert "needs bf16 or fp16" in attention.choose_attention(True, cuda, torch.float32).reason
     assert "no attention dropout" in attention.choose_attention(True, cuda, torch.bfloat16, 0.1).reason
+
+
+def test_a_gpu_run_picks_the_fast_path_by_itself(monkeypatch):
+    """What `precision: auto`, packing and `compile: auto` resolve to on an Ampere-or-newer GPU with bf16, and
+    the fallbacks on an older one; the CUDA queries are stood in, so this runs on CPU."""
+    from sftkit.training.compile import choose_compile
+    from sftkit.training.precision import choose_precision
+
+    cuda = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "NVIDIA H100")
+    monkeypatch.setattr(attention, "_TORCH_VARLEN", attention._TORCH_VARLEN or object())
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (9, 0))
+    chosen = choose_precision("auto", cuda)
+    assert chosen.compute_dtype == torch.bfloat16 and "supports bf16" in chosen.describe()
+    assert attention.choose_attention(True, cuda, chosen.compute_dtype).describe() == (
+        "varlen kernel (torch.nn.attention.varlen on CUDA)")
+    assert choose_compile("auto", cuda).enabled
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (7, 5))
+    assert attention.choose_attention(True, cuda, torch.float16).name == "per-document SDPA"

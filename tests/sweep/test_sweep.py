@@ -147,22 +147,39 @@ def test_a_sweep_killed_mid_rung_continues_to_the_same_result(planted, tiny_mode
     assert comparable(out) == comparable(planted["out"])
 
 
+def differences(a, b, path: str = "") -> list[str]:
+    """Each leaf where `a` and `b` differ, as `path: a != b` (an assertion message that says what differs)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b), key=str) for d in differences(a.get(k), b.get(k), f"{path}.{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{path}[{i}]")]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+
+
 @pytest.mark.slow
 def test_kill_9_mid_rung_then_the_same_command_gives_the_same_sweep_json(planted, tiny_model_dir):
+    """Across processes: `kill -9` mid-rung, the same command again, and every byte of sweep.json but durations is
+    the uninterrupted sweep's. fp32, as in tests/recipes/test_sft.py's SIGKILL test: at the default precision
+    (bf16 autocast on CPUs with native bf16) this comparison once failed on a CI machine in the winner's final
+    loss while the fp32 SIGKILL test passed there; it was not reproduced elsewhere (AMX, AVX512-BF16 and AVX2
+    kernels tried). The in-process test above covers the default precision bit for bit."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     runs = {}
     for name in ("straight", "killed"):
         out = planted["root"] / f"cli-{name}"
-        (planted["root"] / f"{name}.yaml").write_text(yaml.safe_dump(sweep_config(planted["data"], tiny_model_dir,
-                                                                                  out)))
+        config = sweep_config(planted["data"], tiny_model_dir, out)
+        config["base"]["train"]["precision"] = "fp32"
+        (planted["root"] / f"{name}.yaml").write_text(yaml.safe_dump(config))
         runs[name] = out
 
     def command(name):
         return [sys.executable, "-m", "sftkit.cli", "sweep", str(planted["root"] / f"{name}.yaml")]
 
     assert subprocess.run(command("straight"), env=env, capture_output=True, timeout=600, cwd=ROOT).returncode == 0
+    straight = comparable(runs["straight"])
+    assert straight["best"]["name"] == "t02"  # the planted winner at fp32 too
     proc = subprocess.Popen(command("killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    mid_rung = runs["killed"] / "trials" / planted["result"].best["id"] / "checkpoints" / "step-0000006"
+    mid_rung = runs["killed"] / "trials" / straight["best"]["id"] / "checkpoints" / "step-0000006"
     deadline = time.time() + 300
     while not mid_rung.exists():
         assert proc.poll() is None and time.time() < deadline, "the sweep ended before it could be killed"
@@ -170,4 +187,4 @@ def test_kill_9_mid_rung_then_the_same_command_gives_the_same_sweep_json(planted
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     assert subprocess.run(command("killed"), env=env, capture_output=True, timeout=600, cwd=ROOT).returncode == 0
-    assert comparable(runs["killed"]) == comparable(runs["straight"])
+    assert differences(comparable(runs["killed"]), straight) == []
